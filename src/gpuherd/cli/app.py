@@ -1,0 +1,74 @@
+"""The `gpuherd` command: a thin layer that parses arguments and hands over to the library."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from gpuherd import __version__
+from gpuherd.cli import gpus as gpus_cmd
+from gpuherd.cli import sim as sim_cmd
+from gpuherd.cli import validate as validate_cmd
+
+app = typer.Typer(
+    name="gpuherd",
+    help=(
+        "Share a few NVIDIA GPUs between many services and jobs without out-of-memory crashes, "
+        "silent CPU fallbacks or lost work.\n\n"
+        "Exit codes: 0 ok; 1 the answer is no (a failure, findings); 2 bad arguments or input; "
+        "3 no GPU backend here (try --backend sim)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"gpuherd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Share a few NVIDIA GPUs between many services and jobs without losing work."""
+
+
+app.command(name="gpus")(gpus_cmd.gpus)
+app.command(name="validate")(validate_cmd.validate)
+app.add_typer(sim_cmd.app, name="sim")
+
+
+@app.command()
+def demo() -> None:
+    """Run the demo: a simulated 12 GiB GPU, two workloads on it, and `gpuherd gpus`."""
+    from gpuherd.demo import run_demo
+
+    raise typer.Exit(run_demo())
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    # `--watch` may stand alone (meaning every 2 s); the parser needs an explicit value.
+    out = list(argv)
+    if "gpus" not in out:
+        return out
+    for i, arg in enumerate(out):
+        if arg in ("--watch", "-w") and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "2")
+            break
+    return out
+
+
+def main() -> None:
+    sys.argv[1:] = _normalise_argv(sys.argv[1:])
+    app()

@@ -1,0 +1,86 @@
+"""What every command shares: exit codes, error output, and the --backend/--sim-dir/-c options."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from gpuherd.gpu.base import BackendUnavailable, GpuBackend
+from gpuherd.gpu.select import BackendName, open_backend
+from gpuherd.spec import Config, SpecError, load_config
+
+
+class Exit(IntEnum):
+    """Exit codes, the same for every command (documented in `gpuherd --help`)."""
+
+    OK = 0
+    FAILED = 1  # the command ran and the answer is "no" (findings, a failed job, OOM)
+    USAGE = 2  # bad arguments or bad input files
+    NO_GPU = 3  # no GPU backend could be opened here
+
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, *, hint: str | None = None, code: Exit = Exit.USAGE) -> NoReturn:
+    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    if hint:
+        stderr.print(f"[dim]hint:[/] {hint}", markup=True)
+    raise typer.Exit(int(code))
+
+
+BackendOpt = Annotated[
+    BackendName,
+    typer.Option(
+        "--backend",
+        "-b",
+        envvar="GPUHERD_BACKEND",
+        help="Where GPU facts come from: nvml (real NVIDIA GPUs), sim (simulated GPUs), or auto "
+        "(NVML; fails with a hint instead of silently simulating).",
+        case_sensitive=False,
+    ),
+]
+SimDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sim-dir",
+        envvar="GPUHERD_SIM_DIR",
+        help="Directory of the simulated host (default: $XDG_STATE_HOME/gpuherd/sim).",
+        show_default=False,
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="GPUHERD_CONFIG",
+        help="gpuherd.yaml with GPUs, tenants and jobs.",
+        show_default=False,
+    ),
+]
+
+
+def load_config_or_exit(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except SpecError as exc:
+        for issue in exc.issues:
+            stderr.print(str(issue), markup=False)
+        count = len(exc.issues)
+        stderr.print(
+            f"{path}: {count} problem{'s' if count != 1 else ''}; nothing was changed", markup=False
+        )
+        raise typer.Exit(int(Exit.USAGE)) from None
+
+
+def open_backend_or_exit(name: BackendName, sim_dir: Path | None) -> GpuBackend:
+    try:
+        return open_backend(name, sim_dir=sim_dir)
+    except BackendUnavailable as exc:
+        fail(exc.message, hint=exc.hint, code=Exit.NO_GPU)
