@@ -241,3 +241,26 @@ def test_demo_runs_and_cleans_up() -> None:
     assert "7.0 GiB / 12.0 GiB" in out
     assert "out of memory" in out
     assert "0 B / 12.0 GiB" in out  # after the workloads stop, the memory is free
+
+
+def test_pid_file_match_on_real_processes(
+    sim_dir: Path, holder: HolderFactory, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "svc.pid"
+    config = tmp_path / "gpuherd.yaml"
+    config.write_text(
+        f"version: 1\ntenants:\n  svc: {{vram: 1GiB, match: {{pid_file: {pid_file}}}}}\n"
+    )
+    mine = holder("--vram", "1GiB", "--pid-file", str(pid_file))
+    other = holder("--vram", "1GiB")
+    assert pid_file.read_text().strip() == str(mine.pid)
+    data = json.loads(
+        run(
+            "gpus", "--json", "--backend", "sim", "--sim-dir", str(sim_dir), "-c", str(config)
+        ).stdout
+    )
+    tenants = {p["pid"]: p["tenant"] for p in data["gpus"][0]["processes"]}
+    assert tenants == {mine.pid: "svc", other.pid: None}
+    mine.terminate()
+    mine.wait(timeout=10)
+    assert not pid_file.exists()  # the holder removes its pid file on a clean exit
