@@ -6,7 +6,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpuherd.spec import SpecError, parse_config
+from gpuherd.spec import SpecError, SpecIssue, parse_config
 
 _keys = st.sampled_from(
     [
@@ -47,19 +47,25 @@ _values = st.recursive(
 )
 
 
+def _issues(text: str) -> list[SpecIssue]:
+    """Issues of a rejected config (never empty), or [] when it loads; anything else escapes."""
+    try:
+        parse_config(text, source="fuzz.yaml")
+    except SpecError as exc:
+        issues = exc.issues
+    else:
+        return []
+    assert issues, "a SpecError must say what is wrong"
+    return issues
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=st.dictionaries(_keys, _values, max_size=6), version=st.sampled_from([1, 2, None]))
 def test_structured_garbage_is_a_spec_error(doc: dict[str, object], version: int | None) -> None:
     if version is not None:
         doc["version"] = version
-    text = yaml.safe_dump(doc)
-    try:
-        parse_config(text, source="fuzz.yaml")
-    except SpecError as exc:
-        assert exc.issues
-        for issue in exc.issues:
-            assert issue.pos.line >= 1
-            assert issue.pos.column >= 1
+    issues = _issues(yaml.safe_dump(doc))
+    assert all(i.pos.line >= 1 and i.pos.column >= 1 for i in issues)
 
 
 @settings(max_examples=300, deadline=None)
@@ -69,7 +75,4 @@ def test_structured_garbage_is_a_spec_error(doc: dict[str, object], version: int
     )
 )
 def test_raw_text_is_a_spec_error_or_loads(text: str) -> None:
-    try:
-        parse_config(text, source="fuzz.yaml")
-    except SpecError as exc:
-        assert exc.issues
+    _issues(text)
