@@ -37,13 +37,12 @@ def _gpuherd(*args: str) -> list[str]:
     return [sys.executable, "-m", "gpuherd", *args]
 
 
-def _wait_holding(proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
-    """Wait for a holder's 'holding ...' line (or its failure)."""
+def _wait_holding(proc: subprocess.Popen[str]) -> str:
+    """The holder's 'holding ...' line; readline returns once it prints it or exits."""
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
     line = proc.stdout.readline()
-    if not line.startswith("holding") or time.monotonic() > deadline:
-        proc.wait(timeout=timeout)
+    if not line.startswith("holding"):
+        proc.wait(timeout=10)
         raise RuntimeError(f"holder failed to start (exit {proc.returncode})")
     return line.strip()
 

@@ -89,3 +89,8 @@ def test_no_device_is_unavailable() -> None:
 def test_tripwire_guards_the_real_binding() -> None:
     with pytest.raises(AssertionError, match="real NVML binding"):
         NvmlBackend()
+
+
+def test_function_missing_from_binding_is_none() -> None:
+    backend = NvmlBackend(lib=FakeNvml())
+    assert backend.nvml.query("nvmlDeviceGetSomethingFromTheFuture", 0) is None

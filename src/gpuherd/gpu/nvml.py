@@ -94,11 +94,12 @@ class Nvml:
         """Call `pynvml.<func>`; None when NVML says the value is unavailable."""
         self.init()
         lib = self.lib
-        try:
-            value = getattr(lib, func)(*args, **kwargs)
-        except lib.NVMLError:
+        call = getattr(lib, func, None)
+        if call is None:  # a function this nvidia-ml-py version does not have
             return None
-        except AttributeError:  # a function this nvidia-ml-py version does not have
+        try:
+            value = call(*args, **kwargs)
+        except lib.NVMLError:
             return None
         if isinstance(value, bytes):
             return value.decode(errors="replace")
