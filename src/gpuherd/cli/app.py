@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gpuherd import __version__
+from gpuherd.cli import doctor as doctor_cmd
 from gpuherd.cli import gpus as gpus_cmd
 from gpuherd.cli import sim as sim_cmd
 from gpuherd.cli import validate as validate_cmd
@@ -44,6 +45,7 @@ def _root(
     """Share a few NVIDIA GPUs between many services and jobs without losing work."""
 
 
+app.command(name="doctor")(doctor_cmd.doctor)
 app.command(name="gpus")(gpus_cmd.gpus)
 app.command(name="validate")(validate_cmd.validate)
 app.add_typer(sim_cmd.app, name="sim")
