@@ -312,7 +312,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_json_and_exit_codes(tmp_path: Path) -> None:
     healthy_container(tmp_path)
-    result = run_cli("--root", str(tmp_path), "--format", "json")
+    result = run_cli("--root", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["version"], data["mode"], data["verdict"]) == (1, "container", "ready")
@@ -358,3 +358,44 @@ def test_live_run_never_raises(mode: list[str]) -> None:
     data = json.loads(result.stdout)
     assert data["verdict"] in ("ready", "degraded", "not-ready")
     assert (data["verdict"] == "ready") == (result.returncode == 0)
+
+
+def test_host_with_nvml(tmp_path: Path) -> None:
+    """The NVML checks and summary, through the fake binding (a GeForce: ECC unsupported)."""
+    from tests.gpu.fake_nvml import FakeNvml
+
+    healthy_host(tmp_path)
+    lib = FakeNvml(unsupported=frozenset({"nvmlDeviceGetTotalEccErrors", "nvmlDeviceGetMigMode"}))
+    report = run_doctor(root=tmp_path, nvml_lib=lib)
+    assert check(report, "nvml")[:2] == ("ok", "NVML sees 1 GPU(s): 0: NVIDIA GeForce RTX 3080 Ti")
+    assert check(report, "nvml-health")[0] == "ok"
+    assert report.headline == (
+        "GPU ready: 1x NVIDIA GeForce RTX 3080 Ti (12 GiB), driver 550.54.14, CUDA 12.4"
+    )
+    lib = FakeNvml()
+    lib.data["devices"][0].update(persistence_mode=0, uncorrected_ecc=3)
+    status, message, fix = check(run_doctor(root=tmp_path, nvml_lib=lib), "nvml-health")
+    assert status == "warn"
+    assert message == (
+        "GPU 0: persistence mode off (slow first use; cuda-checkpoint needs it); "
+        "GPU 0: 3 uncorrected ECC errors since boot"
+    )
+    assert fix is not None
+    assert "nvidia-smi -pm 1" in fix
+
+
+def test_nvml_failure_is_a_failed_check(tmp_path: Path) -> None:
+    import pynvml
+
+    from tests.gpu.fake_nvml import FakeNvml
+
+    healthy_host(tmp_path)
+    lib = FakeNvml(init_error=pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
+    report = run_doctor(root=tmp_path, nvml_lib=lib)
+    status, message, _ = check(report, "nvml")
+    assert (status, message) == (
+        "fail",
+        "driver/library version mismatch: the user-space NVIDIA "
+        "driver does not match the loaded kernel module",
+    )
+    assert check(report, "nvml-health")[0] == "skip"

@@ -119,6 +119,26 @@ class FakeNvml:
             _Proc(p["pid"], p["usedGpuMemory"]) for p in self._dev(handle)["graphics_processes"]
         ]
 
+    NVML_MEMORY_ERROR_TYPE_UNCORRECTED = pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
+    NVML_VOLATILE_ECC = pynvml.NVML_VOLATILE_ECC
+
+    def nvmlDeviceGetPersistenceMode(self, handle: int) -> int:
+        self._enter("nvmlDeviceGetPersistenceMode")
+        return int(self._dev(handle).get("persistence_mode", 1))
+
+    def nvmlDeviceGetMigMode(self, handle: int) -> list[int]:
+        self._enter("nvmlDeviceGetMigMode")
+        mode = int(self._dev(handle).get("mig_mode", 0))
+        return [mode, mode]  # [current, pending], as pynvml returns them
+
+    def nvmlDeviceGetTotalEccErrors(self, handle: int, error_type: int, counter: int) -> int:
+        self._enter("nvmlDeviceGetTotalEccErrors")
+        assert (error_type, counter) == (
+            self.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+            self.NVML_VOLATILE_ECC,
+        )
+        return int(self._dev(handle).get("uncorrected_ecc", 0))
+
     def nvmlSystemGetDriverVersion(self) -> str:
         self._enter("nvmlSystemGetDriverVersion")
         return str(self.data["driver_version"])

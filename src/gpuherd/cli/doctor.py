@@ -61,6 +61,7 @@ def doctor(
         ),
     ] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     root: Annotated[
         Path,
         typer.Option(
@@ -94,7 +95,7 @@ def doctor(
         need=wanted,
         probe=probe,
     )
-    if fmt is Format.json:
+    if fmt is Format.json or as_json:
         stdout.out(json.dumps(report.as_dict(), indent=2))
     else:
         render_text(report)

@@ -8,6 +8,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gpuherd.doctor.model import Mode
 from gpuherd.runtimecfg.base import Root
@@ -45,6 +46,7 @@ class Context:
     live: bool  # looking at the running system (NVML and probes allowed)
     need: set[str] | None  # capabilities asked for with --need; None = infer
     probe: bool
+    nvml_lib: Any = None  # a pynvml stand-in (tests); None = the real binding
     kernel_version: str | None = None
     gpus: list[GpuInfo] = field(default_factory=list)
     device_nodes: list[str] = field(default_factory=list)  # /dev/nvidia0, ...

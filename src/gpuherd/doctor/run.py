@@ -36,7 +36,9 @@ def run_doctor(
     mode: ModeChoice = "auto",
     need: set[str] | None = None,
     probe: bool = False,
+    nvml_lib: Any = None,
 ) -> Report:
+    """Diagnose `root` (the live system when "/"). `nvml_lib` replaces the NVML binding."""
     view = Root(root)
     env = read_env(view)
     detected, evidence = detect_mode(view, env)
@@ -49,6 +51,7 @@ def run_doctor(
             live=root == Path("/"),
             need=need,
             probe=probe,
+            nvml_lib=nvml_lib,
         )
     )
     checks: list[Check] = list(driver_checks(ctx))

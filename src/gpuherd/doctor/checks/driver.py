@@ -169,13 +169,13 @@ def check_user_libs(ctx: Context) -> Check:
 
 def check_nvml(ctx: Context) -> tuple[Check, object | None]:
     """The NVML check, and the snapshot it read (for the summary) when it worked."""
-    if not ctx.live:
+    if not ctx.live and ctx.nvml_lib is None:
         return Check("nvml", "skip", "not run on a captured tree (--root)"), None
     from gpuherd.gpu.base import BackendUnavailable
     from gpuherd.gpu.nvml import NvmlBackend
 
     try:
-        backend = NvmlBackend()
+        backend = NvmlBackend(lib=ctx.nvml_lib)
     except BackendUnavailable as exc:
         return Check("nvml", "fail", exc.message, exc.hint), None
     try:

@@ -183,13 +183,13 @@ def check_ecs(ctx: Context) -> Check:
 
 
 def check_nvml_health(ctx: Context) -> Check:
-    if not ctx.live:
+    if not ctx.live and ctx.nvml_lib is None:
         return Check("nvml-health", "skip", "not run on a captured tree (--root)")
     from gpuherd.gpu.base import BackendUnavailable
     from gpuherd.gpu.nvml import NvmlBackend
 
     try:
-        backend = NvmlBackend()
+        backend = NvmlBackend(lib=ctx.nvml_lib)
     except BackendUnavailable as exc:
         return Check("nvml-health", "skip", f"NVML unavailable: {exc.message}")
     q = backend.nvml.query
