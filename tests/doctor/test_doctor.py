@@ -100,12 +100,7 @@ def test_container_without_devices_but_visible_all(tmp_path: Path) -> None:
 
 
 def test_driver_library_mismatch(tmp_path: Path) -> None:
-    healthy_host(tmp_path)
-    for stem in ("libnvidia-ml", "libcuda"):
-        link = tmp_path / "usr/lib/x86_64-linux-gnu" / f"{stem}.so.1"
-        link.unlink()
-        os.symlink(f"{stem}.so.550.67", link)
-        (link.parent / f"{stem}.so.550.67").write_text("\x7fELF")
+    healthy_host(tmp_path).libs("550.67")
     report = run_doctor(root=tmp_path)
     status, message, fix = check(report, "user-libs")
     assert status == "fail"
@@ -219,10 +214,7 @@ def test_cuda_newer_than_driver(tmp_path: Path) -> None:
     (tmp_path / "proc/driver/nvidia/version").write_text(
         "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.54.03  Tue Jun  6 22:20:39 UTC 2023\n"
     )
-    for stem in ("libnvidia-ml", "libcuda"):
-        link = tmp_path / "usr/lib/x86_64-linux-gnu" / f"{stem}.so.1"
-        link.unlink()
-        os.symlink(f"{stem}.so.535.54.03", link)
+    Tree(tmp_path).libs("535.54.03")
     status, message, _fix = check(run_doctor(root=tmp_path), "cuda-compat")
     assert status == "fail"
     assert message == (

@@ -31,6 +31,7 @@ class Tree:
     def link(self, inner: str, target: str) -> Tree:
         path = self.root / inner
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
         os.symlink(target, path)
         return self
 
