@@ -11,8 +11,8 @@ import typer
 from rich.text import Text
 
 from gpuherd.cli.common import Exit, fail, stdout
-from gpuherd.doctor.checks.env import CAPABILITIES
 from gpuherd.doctor.model import Report
+from gpuherd.runtimecfg.nvenv import CAPABILITIES
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 

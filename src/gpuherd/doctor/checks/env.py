@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from gpuherd.doctor.context import Context
 from gpuherd.doctor.model import Check
-
-CAPABILITIES = frozenset({"compute", "compat32", "graphics", "utility", "video", "display", "ngx"})
-DEFAULT_CAPABILITIES = frozenset({"utility", "compute"})
-_TOKEN = re.compile(r"^(\d+|\d+:\d+|GPU-[0-9a-fA-F-]+|MIG-[0-9a-zA-Z/-]+)$")
+from gpuherd.runtimecfg.nvenv import (
+    CAPABILITIES,
+    DEFAULT_CAPABILITIES,
+    effective_capabilities,
+    parse_visible,
+)
 
 # Installed software that implies a capability (evidence, path under the root).
 _VIDEO_HINTS = (
@@ -25,31 +25,6 @@ _GRAPHICS_HINTS = (
     "/usr/lib/x86_64-linux-gnu/libvulkan.so.1",
     "/usr/bin/blender",
 )
-
-
-def parse_visible(value: str) -> tuple[list[str], str | None]:
-    """Tokens of NVIDIA_VISIBLE_DEVICES, and an error message when the syntax is wrong."""
-    tokens = [t.strip() for t in value.split(",") if t.strip()]
-    if not tokens:
-        return [], None
-    if len(tokens) == 1 and tokens[0] in ("all", "none", "void"):
-        return tokens, None
-    if any(t in ("all", "none", "void") for t in tokens):
-        return tokens, "'all', 'none' and 'void' cannot be mixed with device ids"
-    bad = [t for t in tokens if not _TOKEN.match(t)]
-    if bad:
-        return tokens, f"not a device index, UUID or MIG id: {', '.join(bad)}"
-    return tokens, None
-
-
-def effective_capabilities(value: str | None) -> tuple[set[str], list[str]]:
-    """(capabilities the runtime will mount, unknown tokens). Unset or empty = utility,compute."""
-    if value is None or not value.strip():
-        return set(DEFAULT_CAPABILITIES), []
-    tokens = [t.strip() for t in value.split(",") if t.strip()]
-    if "all" in tokens:
-        return set(CAPABILITIES), [t for t in tokens if t != "all" and t not in CAPABILITIES]
-    return {t for t in tokens if t in CAPABILITIES}, [t for t in tokens if t not in CAPABILITIES]
 
 
 def needed_capabilities(ctx: Context) -> tuple[set[str], dict[str, str], bool]:
