@@ -1,0 +1,146 @@
+"""`gpuherd lint`: GPU mistakes in Kubernetes manifests (and more sources as they land)."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gpuherd.cli.common import Exit, fail, stdout
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class FailOn(StrEnum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+
+
+class Profile(StrEnum):
+    generic = "generic"
+    k3s = "k3s"
+    microk8s = "microk8s"
+    gke = "gke"
+    eks = "eks"
+    aks = "aks"
+
+
+def _rule_set(text: str | None, known: set[str], flag: str) -> set[str] | None:
+    if text is None:
+        return None
+    rules = {r.strip() for r in text.split(",") if r.strip()}
+    unknown = sorted(rules - known)
+    if unknown:
+        fail(f"{flag}: unknown rule(s) {', '.join(unknown)}", hint="see gpuherd lint --list-rules")
+    return rules
+
+
+def lint(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files or directories (recursive: .yaml .yml .json .toml .tf); "
+            "- reads standard input.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="text, json or sarif.")
+    ] = Format.text,
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Exit 1 when a finding is at least this severe.")
+    ] = FailOn.warning,
+    profile: Annotated[
+        Profile,
+        typer.Option(
+            "--profile", help="Cluster flavour: decides default runtime and GPU node taints."
+        ),
+    ] = Profile.generic,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help=".gpuherd-lint.yaml to use (default: found upward from the first path).",
+            show_default=False,
+        ),
+    ] = None,
+    select: Annotated[
+        str | None, typer.Option("--select", help="Only these rules (comma list).")
+    ] = None,
+    ignore: Annotated[
+        str | None, typer.Option("--ignore", help="Skip these rules (comma list).")
+    ] = None,
+    max_gpus_per_node: Annotated[
+        int | None,
+        typer.Option(
+            "--max-gpus-per-node",
+            min=1,
+            help="Largest GPU count of any node, when no Node objects are in the input.",
+        ),
+    ] = None,
+    list_rules: Annotated[
+        bool, typer.Option("--list-rules", help="List the rules and exit.")
+    ] = False,
+    explain: Annotated[
+        str | None, typer.Option("--explain", help="Print a rule's documentation.")
+    ] = None,
+) -> None:
+    """Find GPU mistakes in configs, with exact line numbers; text, JSON or SARIF output."""
+    from gpuherd.lint.config import LintConfigError, find_config, load_lint_config
+    from gpuherd.lint.engine import SEVERITY_RANK, LintOptions, discover, lint_sources
+    from gpuherd.lint.report import as_json, as_sarif, as_text, rule_doc
+    from gpuherd.lint.rules import RULES
+
+    known = set(RULES)
+    if list_rules:
+        for rule_id, rule in RULES.items():
+            stdout.print(f"{rule_id:<18} {rule.SEVERITY:<8} {rule_doc(rule)[0]}", markup=False)
+        return
+    if explain is not None:
+        if explain not in RULES:
+            fail(f"no rule {explain!r}", hint="see gpuherd lint --list-rules")
+        stdout.print(
+            f"{explain} ({RULES[explain].SEVERITY})\n\n{rule_doc(RULES[explain])[1]}", markup=False
+        )
+        return
+    if not paths:
+        fail("give at least one file or directory (or - for standard input)")
+    sources: list[tuple[str, str]] = []
+    files = [p for p in paths if str(p) != "-"]
+    if len(files) != len(paths):
+        sources.append(("<stdin>", sys.stdin.read()))
+    missing = [str(p) for p in files if not p.exists()]
+    if missing:
+        fail(f"no such file or directory: {', '.join(missing)}")
+    for path in discover(files):
+        try:
+            sources.append((str(path), path.read_text(errors="replace")))
+        except OSError as exc:
+            fail(f"{path}: cannot read: {exc.strerror}")
+    config_path = config or (find_config(files[0]) if files else find_config(Path.cwd()))
+    try:
+        settings = load_lint_config(config_path, known) if config_path else None
+    except LintConfigError as exc:
+        fail(str(exc))
+    chosen = _rule_set(select, known, "--select")
+    options = LintOptions(
+        select=chosen if chosen is not None else (settings.select if settings else None),
+        ignore=(_rule_set(ignore, known, "--ignore") or set())
+        | (settings.ignore if settings else set()),
+        profile=profile.value,
+        max_gpus_per_node=max_gpus_per_node,
+    )
+    result = lint_sources(sources, options)
+    render = {Format.text: as_text, Format.json: as_json, Format.sarif: as_sarif}[fmt]
+    stdout.out(render(result))
+    threshold = SEVERITY_RANK[fail_on.value]
+    failed = any(SEVERITY_RANK[f.severity] >= threshold for f in result.findings)
+    raise typer.Exit(int(Exit.FAILED if failed else Exit.OK))

@@ -1,0 +1,1 @@
+"""Static analysis of GPU configuration: Kubernetes, Compose, ECS and runtime config files."""

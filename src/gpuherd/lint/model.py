@@ -1,0 +1,26 @@
+"""A lint finding and the severities, ordered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning", "info"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One problem at a 1-based line and column; `object` names the Kubernetes object etc."""
+
+    rule: str
+    severity: Severity
+    file: str
+    line: int
+    column: int
+    object: str
+    message: str
+    fix: str
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.file, self.line, self.column, self.rule)

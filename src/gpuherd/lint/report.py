@@ -1,0 +1,127 @@
+"""Render findings as text, JSON (version 1) or SARIF 2.1.0."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from types import ModuleType
+from typing import Any
+
+from gpuherd import __version__
+from gpuherd.lint.engine import LintResult
+from gpuherd.lint.rules import RULES
+
+_SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def as_text(result: LintResult) -> str:
+    lines = []
+    for f in result.findings:
+        where = f" [{f.object}]" if f.object else ""
+        lines.append(f"{f.file}:{f.line}:{f.column}: {f.severity} {f.rule} {f.message}{where}")
+        lines.append(f"    fix: {f.fix}")
+    counts = Counter(f.severity for f in result.findings)
+    total = len(result.findings)
+    detail = ", ".join(
+        f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}"
+        for s in ("error", "warning", "info")
+        if counts[s]
+    )
+    lines.append(
+        f"{total} finding{'s' if total != 1 else ''}"
+        + (f" ({detail})" if detail else "")
+        + f" in {result.files} file{'s' if result.files != 1 else ''}"
+    )
+    return "\n".join(lines)
+
+
+def as_json(result: LintResult) -> str:
+    return json.dumps(
+        {
+            "version": 1,
+            "files": result.files,
+            "findings": [
+                {
+                    "rule": f.rule,
+                    "severity": f.severity,
+                    "file": f.file,
+                    "line": f.line,
+                    "column": f.column,
+                    "object": f.object,
+                    "message": f.message,
+                    "fix": f.fix,
+                }
+                for f in result.findings
+            ],
+        },
+        indent=2,
+    )
+
+
+def rule_doc(rule: ModuleType) -> tuple[str, str]:
+    """(one-line summary, full docstring) of a rule module."""
+    doc = (rule.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else rule.ID, doc
+
+
+def _sarif_rule(rule_id: str, rule: ModuleType) -> dict[str, Any]:
+    summary, full = rule_doc(rule)
+    return {
+        "id": rule_id,
+        "name": "".join(part.title() for part in rule_id.split("-")),
+        "shortDescription": {"text": summary},
+        "fullDescription": {"text": full},
+        "help": {"text": full, "markdown": full},
+        "defaultConfiguration": {"level": _SARIF_LEVEL[rule.SEVERITY]},
+        "properties": {"tags": ["gpu"]},
+    }
+
+
+def as_sarif(result: LintResult) -> str:
+    rules = [_sarif_rule(rid, rule) for rid, rule in RULES.items()]
+    rules.append(
+        {
+            "id": "parse-error",
+            "name": "ParseError",
+            "shortDescription": {"text": "The file does not parse."},
+            "help": {"text": "Fix the YAML/JSON/TOML syntax."},
+            "defaultConfiguration": {"level": "error"},
+        }
+    )
+    index = {r["id"]: i for i, r in enumerate(rules)}
+    return json.dumps(
+        {
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [
+                {
+                    "tool": {
+                        "driver": {
+                            "name": "gpuherd",
+                            "version": __version__,
+                            "informationUri": "https://github.com/gpuherd/gpuherd",
+                            "rules": rules,
+                        }
+                    },
+                    "results": [
+                        {
+                            "ruleId": f.rule,
+                            "ruleIndex": index[f.rule],
+                            "level": _SARIF_LEVEL[f.severity],
+                            "message": {"text": f"{f.message}. Fix: {f.fix}"},
+                            "locations": [
+                                {
+                                    "physicalLocation": {
+                                        "artifactLocation": {"uri": f.file},
+                                        "region": {"startLine": f.line, "startColumn": f.column},
+                                    }
+                                }
+                            ],
+                        }
+                        for f in result.findings
+                    ],
+                }
+            ],
+        },
+        indent=2,
+    )

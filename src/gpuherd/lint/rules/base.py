@@ -1,0 +1,69 @@
+"""What every rule shares: the inputs it sees and helpers for GPU resources and findings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from gpuherd.lint.model import Finding, Severity
+from gpuherd.lint.sources.k8s import Container, K8sObject
+from gpuherd.yamlpos import Pos
+
+_GPU_RESOURCE = re.compile(r"^nvidia\.com/(gpu(\.shared)?|mig-[\w.-]+|gpu\.[\w-]+)$")
+
+
+@dataclass
+class LintContext:
+    """Every parsed object of one run, so rules can look across files (Nodes, PVs, configs)."""
+
+    objects: list[K8sObject] = field(default_factory=list)
+    profile: str = "generic"
+    max_gpus_per_node: int | None = None
+
+
+def is_gpu_resource(name: str) -> bool:
+    return bool(_GPU_RESOURCE.match(name))
+
+
+def parse_count(value: Any) -> int | None:
+    """A whole-number quantity (`1`, `"2"`); None when it is not one (`0.5`, `500m`, `one`)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+", value.strip()):
+        return int(value)
+    return None
+
+
+def gpu_request(container: Container) -> int:
+    """GPUs (or shares) a container asks for: its limits, where Kubernetes reads them."""
+    total = 0
+    for name, value in container.resources("limits").items():
+        if is_gpu_resource(str(name)):
+            total += parse_count(value) or 0
+    return total
+
+
+def finding(
+    rule: ModuleType,
+    subject: K8sObject | Container,
+    pos: Pos,
+    message: str,
+    fix: str,
+    *,
+    severity: Severity | None = None,
+) -> Finding:
+    obj = subject.obj if isinstance(subject, Container) else subject
+    return Finding(
+        rule=rule.ID,
+        severity=severity or rule.SEVERITY,
+        file=obj.doc.source,
+        line=pos.line,
+        column=pos.column,
+        object=subject.label,
+        message=message,
+        fix=fix,
+    )

@@ -1,0 +1,58 @@
+"""NVIDIA_VISIBLE_DEVICES must not hand out GPUs the pod did not request, and must parse.
+
+What it does: checks literal `NVIDIA_VISIBLE_DEVICES` env entries of every container.
+
+Why it matters: with the nvidia runtime, `all`, indices or UUIDs in this variable give the
+container GPUs directly, bypassing the device plugin: the scheduler does not count them, two
+pods land on one GPU and run out of memory. Bad tokens make the runtime fail the container.
+
+Example:
+    env:
+      - {name: NVIDIA_VISIBLE_DEVICES, value: all}   # and no nvidia.com/gpu limit
+
+Fix: request the GPU in `resources.limits` and drop the variable (the device plugin sets it),
+or set `void` to keep GPUs out.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+from gpuherd.lint.model import Finding
+from gpuherd.lint.rules.base import LintContext, finding, gpu_request
+from gpuherd.lint.sources.k8s import containers
+from gpuherd.runtimecfg.nvenv import grants_gpus, parse_visible
+
+ID = "visible-devices"
+SEVERITY = "error"
+_rule = sys.modules[__name__]
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    for obj in ctx.objects:
+        for c in containers(obj):
+            entry = c.env().get("NVIDIA_VISIBLE_DEVICES")
+            if entry is None:
+                continue
+            value, index = str(entry[0]), entry[1]
+            pos = c.value_pos("env", index, "value")
+            _tokens, error = parse_visible(value)
+            if error is not None:
+                yield finding(
+                    _rule,
+                    c,
+                    pos,
+                    f"NVIDIA_VISIBLE_DEVICES={value}: {error}",
+                    "use all, none, void, or a comma list of indices or UUIDs",
+                )
+            elif grants_gpus(value) and gpu_request(c) == 0:
+                yield finding(
+                    _rule,
+                    c,
+                    pos,
+                    f"NVIDIA_VISIBLE_DEVICES={value} gives this container GPUs without a GPU "
+                    "request: the scheduler does not count them",
+                    "request nvidia.com/gpu in resources.limits and remove the variable, or "
+                    "set it to void",
+                )

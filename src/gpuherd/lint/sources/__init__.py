@@ -1,0 +1,1 @@
+"""Readers that turn input files into typed, positioned objects for the rules."""
