@@ -38,8 +38,10 @@ apiVersion: batch/v1
 kind: CronJob
 metadata: {name: render}
 spec:
+  concurrencyPolicy: Forbid
   jobTemplate:
     spec:
+      activeDeadlineSeconds: 3600
       template:
         spec:
           initContainers:
@@ -68,8 +70,8 @@ def test_exact_positions() -> None:
         ("gpu-limits", 11, 24, "error", "Deployment/ai/ollama container=ollama"),
         ("visible-devices", 15, 53, "error", "Deployment/ai/ollama container=sidecar"),
         ("gpu-limits", 17, 38, "error", "Deployment/ai/ollama container=sidecar"),
-        ("gpu-limits", 31, 44, "error", "CronJob/render initContainer=warm"),
-        ("gpu-zero", 36, 52, "warning", "CronJob/render container=hide"),
+        ("gpu-limits", 33, 44, "error", "CronJob/render initContainer=warm"),
+        ("gpu-zero", 38, 52, "warning", "CronJob/render container=hide"),
     ]
 
 

@@ -2,6 +2,29 @@
 
 from types import ModuleType
 
-from gpuherd.lint.rules import gpu_limits, gpu_zero, visible_devices
+from gpuherd.lint.rules import (
+    gpu_count,
+    gpu_job_bounds,
+    gpu_limits,
+    gpu_privilege,
+    gpu_toleration,
+    gpu_zero,
+    rolling_update,
+    runtime_class,
+    visible_devices,
+)
 
-RULES: dict[str, ModuleType] = {m.ID: m for m in (gpu_limits, visible_devices, gpu_zero)}
+RULES: dict[str, ModuleType] = {
+    m.ID: m
+    for m in (
+        gpu_limits,
+        gpu_count,
+        runtime_class,
+        gpu_toleration,
+        visible_devices,
+        gpu_privilege,
+        rolling_update,
+        gpu_job_bounds,
+        gpu_zero,
+    )
+}

@@ -47,6 +47,40 @@ def gpu_request(container: Container) -> int:
     return total
 
 
+def pod_gpus(obj: K8sObject) -> int:
+    """GPUs a pod needs at once: its containers' sum, or its largest init container."""
+    from gpuherd.lint.sources.k8s import containers
+
+    regular = sum(gpu_request(c) for c in containers(obj) if not c.init)
+    init = max((gpu_request(c) for c in containers(obj) if c.init), default=0)
+    return max(regular, init)
+
+
+def whole_gpus(obj: K8sObject) -> int:
+    """Exclusive (not time-sliced) GPUs the pod's regular containers limit."""
+    from gpuherd.lint.sources.k8s import containers
+
+    total = 0
+    for c in containers(obj):
+        if not c.init:
+            for name, value in c.resources("limits").items():
+                if name == "nvidia.com/gpu" or str(name).startswith("nvidia.com/mig-"):
+                    total += parse_count(value) or 0
+    return total
+
+
+def node_gpu_count(node: K8sObject) -> int:
+    status = node.data.get("status")
+    status = status if isinstance(status, dict) else {}
+    best = 0
+    for section in ("capacity", "allocatable"):
+        values = status.get(section)
+        for name, value in values.items() if isinstance(values, dict) else []:
+            if is_gpu_resource(str(name)):
+                best = max(best, parse_count(value) or 0)
+    return best
+
+
 def finding(
     rule: ModuleType,
     subject: K8sObject | Container,

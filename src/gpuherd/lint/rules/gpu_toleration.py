@@ -1,0 +1,93 @@
+"""GPU pods must tolerate the taints of the GPU nodes.
+
+What it does: for Nodes in the input that have GPUs (capacity or the `nvidia.com/gpu.present`
+label) and NoSchedule/NoExecute taints, flags GPU pods, and DaemonSets pinned to GPU nodes,
+whose tolerations do not cover every taint. Under the gke profile, GPU nodes carry
+`nvidia.com/gpu=present:NoSchedule`; GPU-requesting pods get the toleration automatically
+there, DaemonSets selected onto GPU nodes do not.
+
+Why it matters: the pod stays Pending ("had untolerated taint").
+
+Example:
+    taints: [{key: dedicated, value: gpu, effect: NoSchedule}]   # on the GPU node
+
+Fix: add a matching toleration to the pod spec.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from gpuherd.lint.model import Finding
+from gpuherd.lint.rules.base import LintContext, finding, node_gpu_count, pod_gpus
+from gpuherd.lint.sources.k8s import K8sObject
+
+ID = "gpu-toleration"
+SEVERITY = "warning"
+_rule = sys.modules[__name__]
+_GKE_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+
+
+def _tolerates(tolerations: list[Any], taint: dict[str, Any]) -> bool:
+    for t in tolerations:
+        if not isinstance(t, dict):
+            continue
+        if t.get("effect") and t.get("effect") != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists":
+            if t.get("key") in (None, "", taint.get("key")):
+                return True
+        elif t.get("key") == taint.get("key") and str(t.get("value", "")) == str(
+            taint.get("value", "")
+        ):
+            return True
+    return False
+
+
+def _gpu_node(node: K8sObject) -> bool:
+    labels = node.metadata.get("labels") or {}
+    return node_gpu_count(node) > 0 or str(labels.get("nvidia.com/gpu.present")) == "true"
+
+
+def _selects_gpu_nodes(spec: dict[str, Any]) -> bool:
+    selector = spec.get("nodeSelector") or {}
+    return isinstance(selector, dict) and any("nvidia.com/gpu" in str(k) for k in selector)
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    taints: list[dict[str, Any]] = []
+    for node in (o for o in ctx.objects if o.kind == "Node" and _gpu_node(o)):
+        spec = node.data.get("spec") or {}
+        for taint in spec.get("taints") or []:
+            if (
+                isinstance(taint, dict)
+                and taint.get("effect") in ("NoSchedule", "NoExecute")
+                and taint not in taints
+            ):
+                taints.append(taint)
+    profile_taints = [_GKE_TAINT] if ctx.profile == "gke" else []
+    for obj in ctx.objects:
+        found = obj.pod_spec()
+        if found is None:
+            continue
+        path, spec = found
+        wants_gpu = pod_gpus(obj) > 0
+        pinned_daemon = obj.kind == "DaemonSet" and _selects_gpu_nodes(spec)
+        if not (wants_gpu or pinned_daemon):
+            continue
+        relevant = taints + (profile_taints if pinned_daemon and not wants_gpu else [])
+        tolerations = spec.get("tolerations") or []
+        for taint in relevant:
+            if _tolerates(tolerations, taint):
+                continue
+            text = f"{taint.get('key')}={taint.get('value', '')}:{taint.get('effect')}"
+            yield finding(
+                _rule,
+                obj,
+                obj.value_pos(*path),
+                f"no toleration for the GPU node taint {text}: the pod cannot schedule there",
+                f"add tolerations: [{{key: {taint.get('key')}, operator: Equal, "
+                f"value: {taint.get('value', '')}, effect: {taint.get('effect')}}}]",
+            )

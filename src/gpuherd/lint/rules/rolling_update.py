@@ -1,0 +1,50 @@
+"""A Deployment holding a whole GPU should use `strategy: Recreate`.
+
+What it does: flags Deployments whose pods limit whole GPUs (nvidia.com/gpu or MIG) and whose
+strategy is RollingUpdate (the default) with a surge above 0 (the default 25% rounds up to one
+pod).
+
+Why it matters: on a node with no spare GPU the new pod waits for the GPU the old pod holds,
+and the old pod is only removed when the new one is ready: the rollout deadlocks.
+
+Example:
+    kind: Deployment     # no strategy, limits: {nvidia.com/gpu: 1}
+
+Fix: `strategy: {type: Recreate}` (or RollingUpdate with maxSurge: 0 and maxUnavailable: 1).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+from gpuherd.lint.model import Finding
+from gpuherd.lint.rules.base import LintContext, finding, whole_gpus
+
+ID = "rolling-update"
+SEVERITY = "warning"
+_rule = sys.modules[__name__]
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    for obj in ctx.objects:
+        if obj.kind != "Deployment" or whole_gpus(obj) == 0:
+            continue
+        spec = obj.data.get("spec") or {}
+        raw = spec.get("strategy")
+        strategy: dict[str, object] = raw if isinstance(raw, dict) else {}
+        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+            continue
+        rolling = strategy.get("rollingUpdate")
+        surge = rolling.get("maxSurge", "25%") if isinstance(rolling, dict) else "25%"
+        if str(surge) in ("0", "0%"):
+            continue
+        pos = obj.value_pos("spec", "strategy") if "strategy" in spec else obj.start()
+        yield finding(
+            _rule,
+            obj,
+            pos,
+            f"RollingUpdate with maxSurge {surge} on a whole-GPU Deployment: the new pod waits "
+            "for the GPU the old pod holds and the rollout deadlocks",
+            "set strategy: {type: Recreate}",
+        )
