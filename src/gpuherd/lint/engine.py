@@ -10,6 +10,7 @@ from pathlib import Path
 from gpuherd.lint.model import SEVERITY_RANK, Finding
 from gpuherd.lint.rules import RULES
 from gpuherd.lint.rules.base import LintContext
+from gpuherd.lint.sources.device_plugin import embedded, standalone
 from gpuherd.lint.sources.k8s import k8s_objects
 from gpuherd.yamlpos import YamlError, load_documents
 
@@ -86,8 +87,15 @@ def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintRe
                 )
             )
             continue
+        lines = text.splitlines()
         for doc in docs:
-            ctx.objects.extend(k8s_objects(doc))
+            config = standalone(doc)
+            if config is not None:
+                ctx.plugin_configs.append(config)
+                continue
+            for obj in k8s_objects(doc):
+                ctx.objects.append(obj)
+                ctx.plugin_configs.extend(embedded(obj, lines))
     annotation_ignores = {
         (obj.doc.source, obj.label): {
             r.strip() for r in str(obj.annotations().get(IGNORE_ANNOTATION, "")).split(",")
@@ -100,10 +108,11 @@ def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintRe
         ):
             continue
         for found in rule.check(ctx):
-            if found.rule in annotation_ignores.get((found.file, found.object.split(" ")[0]), ()):
+            owner = (found.file, found.object.split(" ")[0])
+            if found.rule in annotation_ignores.get(owner, ()):
                 continue
-            lines = comment_ignores.get(found.file, {})
-            if found.rule in lines.get(found.line, set()) | lines.get(found.line - 1, set()):
+            marks = comment_ignores.get(found.file, {})
+            if found.rule in marks.get(found.line, set()) | marks.get(found.line - 1, set()):
                 continue
             findings.append(found)
     return LintResult(len(sources), sorted(findings, key=Finding.sort_key))

@@ -9,8 +9,11 @@ from gpuherd.lint.rules import (
     gpu_privilege,
     gpu_toleration,
     gpu_zero,
+    plugin_schema,
     rolling_update,
     runtime_class,
+    shared_name,
+    shared_replicas,
     visible_devices,
 )
 
@@ -20,6 +23,9 @@ RULES: dict[str, ModuleType] = {
         gpu_limits,
         gpu_count,
         runtime_class,
+        shared_name,
+        shared_replicas,
+        plugin_schema,
         gpu_toleration,
         visible_devices,
         gpu_privilege,

@@ -8,6 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from gpuherd.lint.model import Finding, Severity
+from gpuherd.lint.sources.device_plugin import PluginConfig
 from gpuherd.lint.sources.k8s import Container, K8sObject
 from gpuherd.yamlpos import Pos
 
@@ -19,6 +20,7 @@ class LintContext:
     """Every parsed object of one run, so rules can look across files (Nodes, PVs, configs)."""
 
     objects: list[K8sObject] = field(default_factory=list)
+    plugin_configs: list[PluginConfig] = field(default_factory=list)
     profile: str = "generic"
     max_gpus_per_node: int | None = None
 
@@ -79,6 +81,27 @@ def node_gpu_count(node: K8sObject) -> int:
             if is_gpu_resource(str(name)):
                 best = max(best, parse_count(value) or 0)
     return best
+
+
+def config_finding(
+    rule: ModuleType,
+    config: PluginConfig,
+    pos: Pos,
+    message: str,
+    fix: str,
+    *,
+    severity: Severity | None = None,
+) -> Finding:
+    return Finding(
+        rule=rule.ID,
+        severity=severity or rule.SEVERITY,
+        file=config.file,
+        line=pos.line,
+        column=pos.column,
+        object=config.label,
+        message=message,
+        fix=fix,
+    )
 
 
 def finding(

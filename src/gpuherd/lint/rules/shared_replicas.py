@@ -1,0 +1,66 @@
+"""Asking for more than one time-sliced replica buys no extra GPU time.
+
+What it does: flags requests of more than 1 for a time-sliced resource (one a sharing config in
+the input declares, or any `*.shared` resource).
+
+Why it matters: the device plugin's documentation: requesting more than one shared GPU "does not
+imply that you will get guaranteed access to a proportional amount of compute power"; CUDA gives
+every process an equal time slice. With `failRequestsGreaterThanOne: true` such a pod fails
+admission (UnexpectedAdmissionError).
+
+Example:
+    limits: {nvidia.com/gpu.shared: 2}       # "25% of the GPU" - it is not
+
+Fix: request 1; to cap memory use per-app limits (vLLM --gpu-memory-utilization) or MPS.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+from gpuherd.lint.model import Finding
+from gpuherd.lint.rules.base import LintContext, finding, parse_count
+from gpuherd.lint.sources.k8s import containers
+
+ID = "shared-replicas"
+SEVERITY = "warning"
+_rule = sys.modules[__name__]
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    shared: dict[str, bool] = {}  # advertised name -> failRequestsGreaterThanOne
+    for config in ctx.plugin_configs:
+        strategy, settings = config.sharing()
+        if strategy == "timeSlicing":
+            strict = settings.get("failRequestsGreaterThanOne") is True
+            for advertised in config.shared_names().values():
+                shared[advertised] = strict
+    for obj in ctx.objects:
+        for c in containers(obj):
+            for name, value in c.resources("limits").items():
+                count = parse_count(value)
+                if count is None or count <= 1:
+                    continue
+                if name not in shared and not str(name).endswith(".shared"):
+                    continue
+                pos = c.value_pos("resources", "limits", name)
+                if shared.get(name, False):
+                    yield finding(
+                        _rule,
+                        c,
+                        pos,
+                        f"{name}: {count} with failRequestsGreaterThanOne: true: the pod fails "
+                        "admission (UnexpectedAdmissionError)",
+                        f"request {name}: 1",
+                        severity="error",
+                    )
+                else:
+                    yield finding(
+                        _rule,
+                        c,
+                        pos,
+                        f"{name}: {count} does not buy {count}x GPU time: time-slicing gives every "
+                        "process an equal share, whatever it requested",
+                        f"request {name}: 1 and set failRequestsGreaterThanOne: true",
+                    )
