@@ -41,3 +41,23 @@ def effective_capabilities(value: str | None) -> tuple[set[str], list[str]]:
     if "all" in tokens:
         return set(CAPABILITIES), [t for t in tokens if t != "all" and t not in CAPABILITIES]
     return {t for t in tokens if t in CAPABILITIES}, [t for t in tokens if t not in CAPABILITIES]
+
+
+# Words in an image name or command line that show which driver capabilities a workload uses.
+NEED_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "video": ("ffmpeg", "plex", "jellyfin", "emby", "tdarr", "immich", "handbrake", "nvenc"),
+    "graphics": ("xvfb", "blender", "factorio", "mapshot", "gazebo", "kasm", "steam", "unreal"),
+    "compute": ("cuda", "pytorch", "tensorflow", "vllm", "ollama", "nvidia-smi", "llama.cpp"),
+}
+
+
+def needs_from_text(text: str) -> dict[str, str]:
+    """capability -> the word that shows it is needed, from an image/command/args text."""
+    lowered = text.lower()
+    found: dict[str, str] = {}
+    for capability, words in NEED_KEYWORDS.items():
+        for word in words:
+            if word in lowered:
+                found[capability] = word
+                break
+    return found

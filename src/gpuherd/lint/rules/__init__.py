@@ -3,6 +3,8 @@
 from types import ModuleType
 
 from gpuherd.lint.rules import (
+    capabilities,
+    cdi,
     gpu_count,
     gpu_job_bounds,
     gpu_limits,
@@ -10,6 +12,7 @@ from gpuherd.lint.rules import (
     gpu_toleration,
     gpu_zero,
     plugin_schema,
+    pv_node,
     rolling_update,
     runtime_class,
     shared_name,
@@ -28,9 +31,12 @@ RULES: dict[str, ModuleType] = {
         plugin_schema,
         gpu_toleration,
         visible_devices,
+        capabilities,
         gpu_privilege,
+        cdi,
         rolling_update,
         gpu_job_bounds,
+        pv_node,
         gpu_zero,
     )
 }
