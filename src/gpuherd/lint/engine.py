@@ -10,6 +10,7 @@ from pathlib import Path
 from gpuherd.lint.model import SEVERITY_RANK, Finding
 from gpuherd.lint.rules import RULES
 from gpuherd.lint.rules.base import LintContext
+from gpuherd.lint.sources.compose import compose_services
 from gpuherd.lint.sources.device_plugin import embedded, standalone
 from gpuherd.lint.sources.k8s import k8s_objects
 from gpuherd.yamlpos import YamlError, load_documents
@@ -93,6 +94,7 @@ def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintRe
             if config is not None:
                 ctx.plugin_configs.append(config)
                 continue
+            ctx.compose.extend(compose_services(doc))
             for obj in k8s_objects(doc):
                 ctx.objects.append(obj)
                 ctx.plugin_configs.extend(embedded(obj, lines))

@@ -5,6 +5,7 @@ from types import ModuleType
 from gpuherd.lint.rules import (
     capabilities,
     cdi,
+    compose_gpu,
     gpu_count,
     gpu_job_bounds,
     gpu_limits,
@@ -38,5 +39,6 @@ RULES: dict[str, ModuleType] = {
         gpu_job_bounds,
         pv_node,
         gpu_zero,
+        compose_gpu,
     )
 }

@@ -8,6 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from gpuherd.lint.model import Finding, Severity
+from gpuherd.lint.sources.compose import Service
 from gpuherd.lint.sources.device_plugin import PluginConfig
 from gpuherd.lint.sources.k8s import Container, K8sObject
 from gpuherd.yamlpos import Pos
@@ -21,6 +22,7 @@ class LintContext:
 
     objects: list[K8sObject] = field(default_factory=list)
     plugin_configs: list[PluginConfig] = field(default_factory=list)
+    compose: list[Service] = field(default_factory=list)
     profile: str = "generic"
     max_gpus_per_node: int | None = None
 
@@ -83,6 +85,29 @@ def node_gpu_count(node: K8sObject) -> int:
     return best
 
 
+def finding_at(
+    rule: ModuleType,
+    file: str,
+    pos: Pos,
+    *,
+    label: str,
+    message: str,
+    fix: str,
+    severity: Severity | None = None,
+) -> Finding:
+    """A finding on anything that is not a Kubernetes object (a file, a service, a config)."""
+    return Finding(
+        rule=rule.ID,
+        severity=severity or rule.SEVERITY,
+        file=file,
+        line=pos.line,
+        column=pos.column,
+        object=label,
+        message=message,
+        fix=fix,
+    )
+
+
 def config_finding(
     rule: ModuleType,
     config: PluginConfig,
@@ -92,15 +117,8 @@ def config_finding(
     *,
     severity: Severity | None = None,
 ) -> Finding:
-    return Finding(
-        rule=rule.ID,
-        severity=severity or rule.SEVERITY,
-        file=config.file,
-        line=pos.line,
-        column=pos.column,
-        object=config.label,
-        message=message,
-        fix=fix,
+    return finding_at(
+        rule, config.file, pos, label=config.label, message=message, fix=fix, severity=severity
     )
 
 
