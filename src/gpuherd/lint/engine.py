@@ -12,10 +12,13 @@ from gpuherd.lint.rules import RULES
 from gpuherd.lint.rules.base import LintContext
 from gpuherd.lint.sources.compose import compose_services
 from gpuherd.lint.sources.device_plugin import embedded, standalone
+from gpuherd.lint.sources.ecs import agent_config, task_definitions
 from gpuherd.lint.sources.k8s import k8s_objects
 from gpuherd.yamlpos import YamlError, load_documents
 
 EXTENSIONS = (".yaml", ".yml", ".json", ".toml", ".tf")
+# Found in directories too: the ECS agent's config and EC2 user-data scripts that write it.
+EXTRA_NAMES = ("ecs.config", "user-data", "user_data", "userdata")
 IGNORE_ANNOTATION = "gpuherd.io/ignore"
 _IGNORE_COMMENT = re.compile(r"#\s*gpuherd:\s*ignore\[([\w,\s-]+)\]")
 PARSE_ERROR = "parse-error"
@@ -45,7 +48,7 @@ def discover(paths: Iterable[Path]) -> list[Path]:
                 p
                 for p in path.rglob("*")
                 if p.is_file()
-                and p.suffix in EXTENSIONS
+                and (p.suffix in EXTENSIONS or p.name.startswith(EXTRA_NAMES))
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         else:
@@ -70,6 +73,10 @@ def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintRe
     comment_ignores: dict[str, dict[int, set[str]]] = {}
     for source, text in sources:
         comment_ignores[source] = _comment_ignores(text)
+        agent = agent_config(source, text)
+        if agent is not None:
+            ctx.ecs_agents.append(agent)
+            continue
         if source.endswith((".toml", ".tf")):
             continue  # runtime configs and Terraform come with their own sources
         try:
@@ -95,6 +102,7 @@ def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintRe
                 ctx.plugin_configs.append(config)
                 continue
             ctx.compose.extend(compose_services(doc))
+            ctx.ecs_tasks.extend(task_definitions(doc))
             for obj in k8s_objects(doc):
                 ctx.objects.append(obj)
                 ctx.plugin_configs.extend(embedded(obj, lines))

@@ -6,6 +6,8 @@ from gpuherd.lint.rules import (
     capabilities,
     cdi,
     compose_gpu,
+    ecs_agent,
+    ecs_gpu,
     gpu_count,
     gpu_job_bounds,
     gpu_limits,
@@ -40,5 +42,7 @@ RULES: dict[str, ModuleType] = {
         pv_node,
         gpu_zero,
         compose_gpu,
+        ecs_gpu,
+        ecs_agent,
     )
 }

@@ -10,6 +10,7 @@ from typing import Any
 from gpuherd.lint.model import Finding, Severity
 from gpuherd.lint.sources.compose import Service
 from gpuherd.lint.sources.device_plugin import PluginConfig
+from gpuherd.lint.sources.ecs import AgentConfig, TaskDef
 from gpuherd.lint.sources.k8s import Container, K8sObject
 from gpuherd.yamlpos import Pos
 
@@ -23,6 +24,8 @@ class LintContext:
     objects: list[K8sObject] = field(default_factory=list)
     plugin_configs: list[PluginConfig] = field(default_factory=list)
     compose: list[Service] = field(default_factory=list)
+    ecs_tasks: list[TaskDef] = field(default_factory=list)
+    ecs_agents: list[AgentConfig] = field(default_factory=list)
     profile: str = "generic"
     max_gpus_per_node: int | None = None
 

@@ -1,0 +1,47 @@
+"""The ECS agent must have GPU support on when GPU task definitions target it.
+
+What it does: when the input holds a GPU task definition and an ECS agent config (`ecs.config`,
+or a user-data script writing `/etc/ecs/ecs.config`), requires `ECS_ENABLE_GPU_SUPPORT=true`.
+
+Why it matters: without it the agent registers no GPUs and GPU tasks are never placed on the
+instance.
+
+Example:
+    echo ECS_CLUSTER=render >> /etc/ecs/ecs.config     # and nothing else
+
+Fix: `echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config`, on the ECS GPU-optimized AMI.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+from gpuherd.lint.model import Finding
+from gpuherd.lint.rules.base import LintContext, finding_at
+from gpuherd.lint.sources.ecs import gpu_count
+from gpuherd.yamlpos import Pos
+
+ID = "ecs-agent"
+SEVERITY = "error"
+_rule = sys.modules[__name__]
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    gpu_tasks = [t for t in ctx.ecs_tasks if any(gpu_count(c) for _i, c in t.containers())]
+    if not gpu_tasks:
+        return
+    for agent in ctx.ecs_agents:
+        value, line = agent.settings.get("ECS_ENABLE_GPU_SUPPORT", ("", 0))
+        if value.lower() == "true":
+            continue
+        pos = Pos(line, 1) if line else Pos(1, 1)
+        yield finding_at(
+            _rule,
+            agent.file,
+            pos,
+            label="ecs.config",
+            message=f"ECS_ENABLE_GPU_SUPPORT is {value or 'not set'} while {gpu_tasks[0].label} "
+            "needs a GPU: the agent registers no GPUs",
+            fix="echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config",
+        )
