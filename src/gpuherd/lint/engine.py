@@ -14,7 +14,8 @@ from gpuherd.lint.sources.compose import compose_services
 from gpuherd.lint.sources.device_plugin import embedded, standalone
 from gpuherd.lint.sources.ecs import agent_config, task_definitions
 from gpuherd.lint.sources.k8s import k8s_objects
-from gpuherd.yamlpos import YamlError, load_documents
+from gpuherd.lint.sources.runtime import TomlError, from_json_doc, from_toml
+from gpuherd.yamlpos import Pos, YamlError, load_documents
 
 EXTENSIONS = (".yaml", ".yml", ".json", ".toml", ".tf")
 # Found in directories too: the ECS agent's config and EC2 user-data scripts that write it.
@@ -48,7 +49,11 @@ def discover(paths: Iterable[Path]) -> list[Path]:
                 p
                 for p in path.rglob("*")
                 if p.is_file()
-                and (p.suffix in EXTENSIONS or p.name.startswith(EXTRA_NAMES))
+                and (
+                    p.suffix in EXTENSIONS
+                    or p.name.startswith(EXTRA_NAMES)
+                    or p.name.endswith(".toml.tmpl")
+                )
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         else:
@@ -66,63 +71,92 @@ def _comment_ignores(text: str) -> dict[int, set[str]]:
     return ignores
 
 
-def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintResult:
-    """Lint (name, text) pairs; a file that does not parse is a finding, the others go on."""
-    ctx = LintContext(profile=options.profile, max_gpus_per_node=options.max_gpus_per_node)
-    findings: list[Finding] = []
-    comment_ignores: dict[str, dict[int, set[str]]] = {}
-    for source, text in sources:
-        comment_ignores[source] = _comment_ignores(text)
-        agent = agent_config(source, text)
-        if agent is not None:
-            ctx.ecs_agents.append(agent)
-            continue
-        if source.endswith((".toml", ".tf")):
-            continue  # runtime configs and Terraform come with their own sources
+def _parse_error(source: str, pos: Pos, message: str) -> Finding:
+    return Finding(
+        rule=PARSE_ERROR,
+        severity="error",
+        file=source,
+        line=pos.line,
+        column=pos.column,
+        object="",
+        message=f"does not parse: {message}",
+        fix="fix the file's syntax",
+    )
+
+
+def _load(source: str, text: str, ctx: LintContext) -> Finding | None:
+    """Add one input's objects to the context; a parse error comes back as a finding."""
+    agent = agent_config(source, text)
+    if agent is not None:
+        ctx.ecs_agents.append(agent)
+        return None
+    if source.endswith((".toml", ".tmpl")):
         try:
-            docs = load_documents(text, source=source)
-        except YamlError as exc:
-            findings.append(
-                Finding(
-                    rule=PARSE_ERROR,
-                    severity="error",
-                    file=source,
-                    line=exc.pos.line,
-                    column=exc.pos.column,
-                    object="",
-                    message=f"does not parse: {exc.message}",
-                    fix="fix the YAML/JSON syntax",
-                )
-            )
+            runtime = from_toml(source, text)
+        except TomlError as exc:
+            return _parse_error(source, exc.pos, exc.message)
+        if runtime is not None:
+            ctx.runtime_files.append(runtime)
+        return None
+    if source.endswith(".tf"):
+        return None  # Terraform gets its own source
+    try:
+        docs = load_documents(text, source=source)
+    except YamlError as exc:
+        return _parse_error(source, exc.pos, exc.message)
+    lines = text.splitlines()
+    for doc in docs:
+        config = standalone(doc)
+        if config is not None:
+            ctx.plugin_configs.append(config)
             continue
-        lines = text.splitlines()
-        for doc in docs:
-            config = standalone(doc)
-            if config is not None:
-                ctx.plugin_configs.append(config)
-                continue
-            ctx.compose.extend(compose_services(doc))
-            ctx.ecs_tasks.extend(task_definitions(doc))
-            for obj in k8s_objects(doc):
-                ctx.objects.append(obj)
-                ctx.plugin_configs.extend(embedded(obj, lines))
-    annotation_ignores = {
+        ctx.compose.extend(compose_services(doc))
+        ctx.ecs_tasks.extend(task_definitions(doc))
+        runtime_json = from_json_doc(doc)
+        if runtime_json is not None:
+            ctx.runtime_files.append(runtime_json)
+        for obj in k8s_objects(doc):
+            ctx.objects.append(obj)
+            ctx.plugin_configs.extend(embedded(obj, lines))
+    return None
+
+
+def _annotation_ignores(ctx: LintContext) -> dict[tuple[str, str], set[str]]:
+    """(file, object label) -> rules its `gpuherd.io/ignore` annotation turns off."""
+    return {
         (obj.doc.source, obj.label): {
             r.strip() for r in str(obj.annotations().get(IGNORE_ANNOTATION, "")).split(",")
         }
         for obj in ctx.objects
+        if IGNORE_ANNOTATION in obj.annotations()
     }
+
+
+def _suppressed(
+    found: Finding,
+    annotations: dict[tuple[str, str], set[str]],
+    comments: dict[str, dict[int, set[str]]],
+) -> bool:
+    if found.rule in annotations.get((found.file, found.object.split(" ")[0]), set()):
+        return True
+    marks = comments.get(found.file, {})
+    return found.rule in marks.get(found.line, set()) | marks.get(found.line - 1, set())
+
+
+def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintResult:
+    """Lint (name, text) pairs; a file that does not parse is a finding, the others go on."""
+    ctx = LintContext(profile=options.profile, max_gpus_per_node=options.max_gpus_per_node)
+    findings: list[Finding] = []
+    comments = {source: _comment_ignores(text) for source, text in sources}
+    for source, text in sources:
+        problem = _load(source, text, ctx)
+        if problem is not None:
+            findings.append(problem)
+    annotations = _annotation_ignores(ctx)
     for rule_id, rule in RULES.items():
         if (options.select is not None and rule_id not in options.select) or (
             rule_id in options.ignore
         ):
             continue
-        for found in rule.check(ctx):
-            owner = (found.file, found.object.split(" ")[0])
-            if found.rule in annotation_ignores.get(owner, ()):
-                continue
-            marks = comment_ignores.get(found.file, {})
-            if found.rule in marks.get(found.line, set()) | marks.get(found.line - 1, set()):
-                continue
-            findings.append(found)
+        findings += [f for f in rule.check(ctx) if not _suppressed(f, annotations, comments)]
     return LintResult(len(sources), sorted(findings, key=Finding.sort_key))

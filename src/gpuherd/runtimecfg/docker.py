@@ -39,6 +39,16 @@ def judge_daemon_json(data: dict[str, Any], root: Root, *, check_paths: bool) ->
                     ("runtimes", name),
                 )
             )
+        elif not check_paths and _looks_like_typo(path):
+            found.append(
+                Judgement(
+                    "docker-runtime-path",
+                    "error",
+                    f"runtime {name!r} points at {path!r}: a typo of nvidia-container-runtime?",
+                    'use "path": "nvidia-container-runtime"',
+                    ("runtimes", name, "path"),
+                )
+            )
         elif check_paths and root.which(path) is None:
             found.append(
                 Judgement(
@@ -61,6 +71,14 @@ def judge_daemon_json(data: dict[str, Any], root: Root, *, check_paths: bool) ->
             )
         )
     return found
+
+
+def _looks_like_typo(path: str) -> bool:
+    import difflib
+
+    base = path.rsplit("/", 1)[-1]
+    target = "nvidia-container-runtime"
+    return base != target and difflib.SequenceMatcher(None, base, target).ratio() >= 0.85
 
 
 def nvidia_registered(data: dict[str, Any]) -> bool:

@@ -35,7 +35,62 @@ def _is_nvidia_runtime(root: Root, inner: str) -> str | None:
     return None
 
 
-def judge_toolkit_config(data: dict[str, Any], root: Root) -> list[Judgement]:
+_KEY = ("nvidia-container-runtime", "runtimes")
+_LOOP_FIX = (
+    'point `runtimes` at the real low-level runtime, e.g. ["/usr/bin/runc"] or the backup of '
+    "the binary your wrapper replaced (runc.real)"
+)
+
+
+def _loops_by_name(runtimes: list[str]) -> list[Judgement]:
+    """Without a filesystem: only an entry naming the nvidia runtime itself is certain."""
+    return [
+        Judgement(
+            "toolkit-runtime-loop",
+            "error",
+            f"runtimes[{i}] = {name!r} is the nvidia runtime itself: every container start calls "
+            "itself in a loop",
+            _LOOP_FIX,
+            (*_KEY, i),
+        )
+        for i, name in enumerate(runtimes)
+        if name.rsplit("/", 1)[-1] == "nvidia-container-runtime"
+    ]
+
+
+def _loops_on_disk(runtimes: list[str], root: Root) -> list[Judgement]:
+    """The entry the runtime will really exec (the first that exists), followed to its end."""
+    chosen = next(((i, r) for i, r in enumerate(runtimes) if root.which(r) is not None), None)
+    if chosen is None:
+        return [
+            Judgement(
+                "toolkit-no-runtime",
+                "error",
+                f"none of the low-level runtimes {runtimes} exists, so the nvidia runtime cannot "
+                "start any container",
+                "install runc (or point `runtimes` at the runc binary you have)",
+                _KEY,
+            )
+        ]
+    index, name = chosen
+    resolved = root.which(name)
+    why = _is_nvidia_runtime(root, resolved) if resolved is not None else None
+    if why is None:
+        return []
+    return [
+        Judgement(
+            "toolkit-runtime-loop",
+            "error",
+            f"runtimes[{index}] = {name!r} resolves back to the nvidia runtime ({why}): every "
+            "container start calls itself in a loop",
+            _LOOP_FIX,
+            (*_KEY, index),
+        )
+    ]
+
+
+def judge_toolkit_config(data: dict[str, Any], root: Root | None) -> list[Judgement]:
+    """`root` None judges the file alone (lint): entries are taken by name, not looked up."""
     found: list[Judgement] = []
     section = data.get("nvidia-container-runtime")
     runtimes = DEFAULT_RUNTIMES
@@ -53,37 +108,10 @@ def judge_toolkit_config(data: dict[str, Any], root: Root) -> list[Judgement]:
                     ("nvidia-container-runtime", "runtimes"),
                 )
             )
-    key = ("nvidia-container-runtime", "runtimes")
-    chosen = next(((i, r) for i, r in enumerate(runtimes) if root.which(r) is not None), None)
-    if chosen is None:
-        found.append(
-            Judgement(
-                "toolkit-no-runtime",
-                "error",
-                f"none of the low-level runtimes {runtimes} exists, so the nvidia runtime cannot "
-                "start any container",
-                "install runc (or point `runtimes` at the runc binary you have)",
-                key,
-            )
-        )
+    if root is None:
+        found += _loops_by_name(runtimes)
     else:
-        index, name = chosen
-        resolved = root.which(name)
-        assert resolved is not None
-        why = _is_nvidia_runtime(root, resolved)
-        if why is not None:
-            found.append(
-                Judgement(
-                    "toolkit-runtime-loop",
-                    "error",
-                    f"runtimes[{index}] = {name!r} resolves back to the nvidia runtime ({why}): "
-                    "every container start calls itself in a loop",
-                    "point `runtimes` at the real low-level runtime, e.g. "
-                    '["/usr/bin/runc"] or the backup of the binary your wrapper '
-                    "replaced (runc.real)",
-                    (*key, index),
-                )
-            )
+        found += _loops_on_disk(runtimes, root)
     if data.get("accept-nvidia-visible-devices-envvar-when-unprivileged", True) is True:
         found.append(
             Judgement(

@@ -18,6 +18,9 @@ from gpuherd.lint.rules import (
     pv_node,
     rolling_update,
     runtime_class,
+    runtime_containerd,
+    runtime_docker,
+    runtime_toolkit,
     shared_name,
     shared_replicas,
     visible_devices,
@@ -44,5 +47,8 @@ RULES: dict[str, ModuleType] = {
         compose_gpu,
         ecs_gpu,
         ecs_agent,
+        runtime_toolkit,
+        runtime_containerd,
+        runtime_docker,
     )
 }

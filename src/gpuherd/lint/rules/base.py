@@ -12,6 +12,7 @@ from gpuherd.lint.sources.compose import Service
 from gpuherd.lint.sources.device_plugin import PluginConfig
 from gpuherd.lint.sources.ecs import AgentConfig, TaskDef
 from gpuherd.lint.sources.k8s import Container, K8sObject
+from gpuherd.lint.sources.runtime import RuntimeFile
 from gpuherd.yamlpos import Pos
 
 _GPU_RESOURCE = re.compile(r"^nvidia\.com/(gpu(\.shared)?|mig-[\w.-]+|gpu\.[\w-]+)$")
@@ -26,6 +27,7 @@ class LintContext:
     compose: list[Service] = field(default_factory=list)
     ecs_tasks: list[TaskDef] = field(default_factory=list)
     ecs_agents: list[AgentConfig] = field(default_factory=list)
+    runtime_files: list[RuntimeFile] = field(default_factory=list)
     profile: str = "generic"
     max_gpus_per_node: int | None = None
 
