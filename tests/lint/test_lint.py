@@ -229,3 +229,17 @@ def test_cli_list_and_explain() -> None:
     assert explained.returncode == 0
     assert "Why it matters" in explained.stdout
     assert "NVIDIA_VISIBLE_DEVICES=void" in explained.stdout
+
+
+def test_a_failing_rule_becomes_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuherd.lint.rules import RULES, gpu_zero
+
+    def broken(_ctx: object) -> list[Finding]:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(gpu_zero, "check", broken)
+    assert RULES["gpu-zero"] is gpu_zero
+    found = lint(BAD, select={"gpu-zero"})
+    assert [(f.rule, f.object, f.message) for f in found] == [
+        ("internal-error", "gpu-zero", "rule gpu-zero failed: KeyError: 'boom'")
+    ]

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from gpuherd.lint.model import SEVERITY_RANK, Finding
 from gpuherd.lint.rules import RULES
@@ -143,6 +144,28 @@ def _suppressed(
     return found.rule in marks.get(found.line, set()) | marks.get(found.line - 1, set())
 
 
+INTERNAL_ERROR = "internal-error"
+
+
+def _run(rule_id: str, rule: ModuleType, ctx: LintContext) -> list[Finding]:
+    """A rule's findings; a bug in a rule becomes one finding, never a traceback for the user."""
+    try:
+        return list(rule.check(ctx))
+    except Exception as exc:
+        return [
+            Finding(
+                rule=INTERNAL_ERROR,
+                severity="error",
+                file="<gpuherd>",
+                line=1,
+                column=1,
+                object=rule_id,
+                message=f"rule {rule_id} failed: {type(exc).__name__}: {exc}",
+                fix="please report this with the input that caused it",
+            )
+        ]
+
+
 def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintResult:
     """Lint (name, text) pairs; a file that does not parse is a finding, the others go on."""
     ctx = LintContext(profile=options.profile, max_gpus_per_node=options.max_gpus_per_node)
@@ -158,5 +181,7 @@ def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintRe
             rule_id in options.ignore
         ):
             continue
-        findings += [f for f in rule.check(ctx) if not _suppressed(f, annotations, comments)]
+        findings += [
+            f for f in _run(rule_id, rule, ctx) if not _suppressed(f, annotations, comments)
+        ]
     return LintResult(len(sources), sorted(findings, key=Finding.sort_key))

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, gpu_request
+from gpuherd.lint.sources.access import as_list
 from gpuherd.lint.sources.k8s import Container, containers
 from gpuherd.runtimecfg.nvenv import CAPABILITIES, effective_capabilities, needs_from_text
 
@@ -35,7 +36,7 @@ _rule = sys.modules[__name__]
 def _uses_display(c: Container) -> str | None:
     if "DISPLAY" in c.env():
         return "env DISPLAY"
-    for mount in c.data.get("volumeMounts") or []:
+    for mount in as_list(c.data.get("volumeMounts")):
         if isinstance(mount, dict) and str(mount.get("mountPath", "")).startswith("/tmp/.X11-unix"):
             return "a /tmp/.X11-unix mount"
     return None

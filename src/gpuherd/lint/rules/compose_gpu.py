@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding, Severity
 from gpuherd.lint.rules.base import LintContext, finding_at
+from gpuherd.lint.sources.access import as_dict, as_list, dig
 from gpuherd.lint.sources.compose import Service
 from gpuherd.runtimecfg.nvenv import CAPABILITIES
 
@@ -60,10 +61,10 @@ def _service_findings(svc: Service) -> Iterator[Finding]:
             "use deploy.resources.reservations.devices with capabilities: [gpu]",
             severity="info",
         )
-    resources = (svc.data.get("deploy") or {}).get("resources") or {}
+    resources = as_dict(dig(svc.data, "deploy", "resources"))
     if not isinstance(resources, dict):
         return
-    limits = resources.get("limits") or {}
+    limits = as_dict(resources.get("limits"))
     if isinstance(limits, dict) and "devices" in limits:
         yield at(
             ("deploy", "resources", "limits", "devices"),
@@ -71,7 +72,7 @@ def _service_findings(svc: Service) -> Iterator[Finding]:
             "move them to deploy.resources.reservations.devices",
             key=True,
         )
-    devices = (resources.get("reservations") or {}).get("devices") or []
+    devices = as_list(dig(resources, "reservations", "devices"))
     base = ("deploy", "resources", "reservations", "devices")
     for i, dev in enumerate(devices if isinstance(devices, list) else []):
         if not isinstance(dev, dict):

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding, Severity
 from gpuherd.lint.rules.base import LintContext, finding_at
+from gpuherd.lint.sources.access import as_dict, as_list, dig
 from gpuherd.lint.sources.ecs import TaskDef, gpu_count
 from gpuherd.runtimecfg.nvenv import effective_capabilities, needs_from_text
 
@@ -51,7 +52,7 @@ def _task_findings(task: TaskDef) -> Iterator[Finding]:
             severity=severity,
         )
 
-    compat = [str(c).upper() for c in task.data.get("requiresCompatibilities") or []]
+    compat = [str(c).upper() for c in as_list(task.data.get("requiresCompatibilities"))]
     for i, c in task.containers():
         label = f"{task.label} container={c.get('name', '?')}"
         here = ("containerDefinitions", i)
@@ -59,7 +60,7 @@ def _task_findings(task: TaskDef) -> Iterator[Finding]:
         linux = c.get("linuxParameters") if isinstance(c.get("linuxParameters"), dict) else {}
         devices = [
             (j, d)
-            for j, d in enumerate((linux or {}).get("devices") or [])
+            for j, d in enumerate(as_list(as_dict(linux).get("devices")))
             if isinstance(d, dict) and str(d.get("hostPath", "")).startswith("/dev/nvidia")
         ]
         image = str(c.get("image", ""))
@@ -88,7 +89,7 @@ def _task_findings(task: TaskDef) -> Iterator[Finding]:
                     "remove the device mapping",
                     severity="warning",
                 )
-            caps = ((linux or {}).get("capabilities") or {}).get("add") or []
+            caps = as_list(dig(linux, "capabilities", "add"))
             for j, cap in enumerate(caps if isinstance(caps, list) else []):
                 if str(cap).upper().removeprefix("CAP_") == "SYS_ADMIN":
                     yield at(
@@ -100,13 +101,17 @@ def _task_findings(task: TaskDef) -> Iterator[Finding]:
                     )
             env = {
                 str(e.get("name")): (str(e.get("value")), k)
-                for k, e in enumerate(c.get("environment") or [])
+                for k, e in enumerate(as_list(c.get("environment")))
                 if isinstance(e, dict)
             }
             value = env.get("NVIDIA_DRIVER_CAPABILITIES")
             have, _unknown = effective_capabilities(value[0] if value else None)
             text = " ".join(
-                [image, *map(str, c.get("command") or []), *map(str, c.get("entryPoint") or [])]
+                [
+                    image,
+                    *map(str, as_list(c.get("command"))),
+                    *map(str, as_list(c.get("entryPoint"))),
+                ]
             )
             missing = {
                 cap: why

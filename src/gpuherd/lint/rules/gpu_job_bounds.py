@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, pod_gpus
+from gpuherd.lint.sources.access import as_dict, dig
 
 ID = "gpu-job-bounds"
 SEVERITY = "warning"
@@ -32,7 +33,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
     for obj in ctx.objects:
         if obj.kind not in ("CronJob", "Job") or pod_gpus(obj) == 0:
             continue
-        spec = obj.data.get("spec") or {}
+        spec = as_dict(obj.data.get("spec"))
         if obj.kind == "CronJob":
             if spec.get("concurrencyPolicy", "Allow") != "Forbid":
                 has = "concurrencyPolicy" in spec
@@ -44,7 +45,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     "overlapping runs double the job's VRAM",
                     "set concurrencyPolicy: Forbid",
                 )
-            job = (spec.get("jobTemplate") or {}).get("spec") or {}
+            job = as_dict(dig(spec, "jobTemplate", "spec"))
             if "activeDeadlineSeconds" not in job:
                 yield finding(
                     _rule,

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, gpu_request
+from gpuherd.lint.sources.access import as_list, dig
 from gpuherd.lint.sources.k8s import containers
 
 ID = "gpu-privilege"
@@ -35,7 +36,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             continue
         path, spec = found
         gpu_volumes: set[str] = set()
-        for i, volume in enumerate(spec.get("volumes") or []):
+        for i, volume in enumerate(as_list(spec.get("volumes"))):
             host = volume.get("hostPath") if isinstance(volume, dict) else None
             if isinstance(host, dict) and str(host.get("path", "")).startswith("/dev/nvidia"):
                 gpu_volumes.add(str(volume.get("name")))
@@ -48,7 +49,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     "request nvidia.com/gpu and use runtimeClassName: nvidia instead",
                 )
         for c in containers(obj):
-            mounts = c.data.get("volumeMounts") or []
+            mounts = as_list(c.data.get("volumeMounts"))
             uses_gpu = (
                 gpu_request(c) > 0
                 or "cuda" in str(c.data.get("image", "")).lower()
@@ -65,7 +66,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     "privileged: true is not needed for a GPU and exposes every device of the node",
                     "remove privileged; the nvidia runtime provides the GPU",
                 )
-            caps = (sec.get("capabilities") or {}).get("add") or []
+            caps = as_list(dig(sec, "capabilities", "add"))
             for j, cap in enumerate(caps if isinstance(caps, list) else []):
                 if str(cap).upper().removeprefix("CAP_") == "SYS_ADMIN":
                     yield finding(

@@ -22,6 +22,7 @@ from typing import Any
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, node_gpu_count, pod_gpus
+from gpuherd.lint.sources.access import as_dict, as_list
 from gpuherd.lint.sources.k8s import K8sObject
 
 ID = "gpu-toleration"
@@ -47,20 +48,20 @@ def _tolerates(tolerations: list[Any], taint: dict[str, Any]) -> bool:
 
 
 def _gpu_node(node: K8sObject) -> bool:
-    labels = node.metadata.get("labels") or {}
+    labels = as_dict(node.metadata.get("labels"))
     return node_gpu_count(node) > 0 or str(labels.get("nvidia.com/gpu.present")) == "true"
 
 
 def _selects_gpu_nodes(spec: dict[str, Any]) -> bool:
-    selector = spec.get("nodeSelector") or {}
+    selector = as_dict(spec.get("nodeSelector"))
     return isinstance(selector, dict) and any("nvidia.com/gpu" in str(k) for k in selector)
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:
     taints: list[dict[str, Any]] = []
     for node in (o for o in ctx.objects if o.kind == "Node" and _gpu_node(o)):
-        spec = node.data.get("spec") or {}
-        for taint in spec.get("taints") or []:
+        spec = as_dict(node.data.get("spec"))
+        for taint in as_list(spec.get("taints")):
             if (
                 isinstance(taint, dict)
                 and taint.get("effect") in ("NoSchedule", "NoExecute")
@@ -78,7 +79,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         if not (wants_gpu or pinned_daemon):
             continue
         relevant = taints + (profile_taints if pinned_daemon and not wants_gpu else [])
-        tolerations = spec.get("tolerations") or []
+        tolerations = as_list(spec.get("tolerations"))
         for taint in relevant:
             if _tolerates(tolerations, taint):
                 continue

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, config_finding, parse_count
+from gpuherd.lint.sources.access import as_dict
 from gpuherd.lint.sources.device_plugin import PluginConfig
 
 ID = "plugin-schema"
@@ -49,7 +50,7 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
         return
     base = ("sharing", strategy)
     flags = config.data.get("flags") if isinstance(config.data.get("flags"), dict) else {}
-    mig = str((flags or {}).get("migStrategy", "none"))
+    mig = str(as_dict(flags).get("migStrategy", "none"))
     if strategy == "mps" and mig != "none":
         yield config_finding(
             _rule,

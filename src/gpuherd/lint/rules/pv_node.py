@@ -25,6 +25,7 @@ from typing import Any
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding
+from gpuherd.lint.sources.access import as_dict, as_list, dig
 from gpuherd.lint.sources.k8s import K8sObject
 
 ID = "pv-node"
@@ -37,9 +38,9 @@ _LOCAL = ("rancher.io/local-path", "kubernetes.io/no-provisioner", "microk8s.io/
 def _hostnames(terms: Any) -> set[str]:
     names: set[str] = set()
     for term in terms if isinstance(terms, list) else []:
-        for expr in (term or {}).get("matchExpressions") or []:
+        for expr in as_list(as_dict(term).get("matchExpressions")):
             if isinstance(expr, dict) and expr.get("key") == _HOST and expr.get("operator") == "In":
-                names |= {str(v) for v in expr.get("values") or []}
+                names |= {str(v) for v in as_list(expr.get("values"))}
     return names
 
 
@@ -51,10 +52,15 @@ def _pinned_nodes(spec: dict[str, Any], nodes: list[K8sObject]) -> set[str] | No
     selector: dict[str, Any] = raw if isinstance(raw, dict) else {}
     if _HOST in selector:
         return {str(selector[_HOST])}
-    affinity = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    hosts = _hostnames(affinity.get("nodeSelectorTerms"))
+    hosts = _hostnames(
+        dig(
+            spec,
+            "affinity",
+            "nodeAffinity",
+            "requiredDuringSchedulingIgnoredDuringExecution",
+            "nodeSelectorTerms",
+        )
+    )
     if hosts:
         return hosts
     if selector and nodes:
@@ -62,7 +68,7 @@ def _pinned_nodes(spec: dict[str, Any], nodes: list[K8sObject]) -> set[str] | No
             n.name
             for n in nodes
             if all(
-                str((n.metadata.get("labels") or {}).get(k)) == str(v) for k, v in selector.items()
+                str(as_dict(n.metadata.get("labels")).get(k)) == str(v) for k, v in selector.items()
             )
         }
     return None
@@ -98,20 +104,18 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         allowed = _pinned_nodes(spec, nodes)
         if not allowed:
             continue
-        for i, volume in enumerate(spec.get("volumes") or []):
+        for i, volume in enumerate(as_list(spec.get("volumes"))):
             claim = (
                 (volume or {}).get("persistentVolumeClaim") if isinstance(volume, dict) else None
             )
             if not isinstance(claim, dict):
                 continue
             pvc = pvcs.get((obj.namespace or "default", str(claim.get("claimName"))))
-            pv = pvs.get(str((pvc.data.get("spec") or {}).get("volumeName"))) if pvc else None
+            pv = pvs.get(str(as_dict(pvc.data.get("spec")).get("volumeName"))) if pvc else None
             if pv is None:
                 continue
             hosts = _hostnames(
-                (((pv.data.get("spec") or {}).get("nodeAffinity") or {}).get("required") or {}).get(
-                    "nodeSelectorTerms"
-                )
+                dig(pv.data, "spec", "nodeAffinity", "required", "nodeSelectorTerms")
             )
             if hosts and not hosts & allowed:
                 yield finding(

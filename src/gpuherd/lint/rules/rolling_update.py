@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, whole_gpus
+from gpuherd.lint.sources.access import as_dict
 
 ID = "rolling-update"
 SEVERITY = "warning"
@@ -30,7 +31,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
     for obj in ctx.objects:
         if obj.kind != "Deployment" or whole_gpus(obj) == 0:
             continue
-        spec = obj.data.get("spec") or {}
+        spec = as_dict(obj.data.get("spec"))
         raw = spec.get("strategy")
         strategy: dict[str, object] = raw if isinstance(raw, dict) else {}
         if strategy.get("type", "RollingUpdate") != "RollingUpdate":

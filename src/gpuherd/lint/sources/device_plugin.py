@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gpuherd.lint.sources.access import as_list
 from gpuherd.lint.sources.k8s import K8sObject
 from gpuherd.yamlpos import Path, Pos, PositionedDoc, YamlError, load_document
 
@@ -40,7 +41,7 @@ class PluginConfig:
             return {}
         rename_default = settings.get("renameByDefault") is True
         names: dict[str, str] = {}
-        for res in settings.get("resources") or []:
+        for res in as_list(settings.get("resources")):
             if isinstance(res, dict) and isinstance(res.get("name"), str):
                 name = res["name"]
                 advertised = res.get("rename") or (f"{name}.shared" if rename_default else name)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gpuherd.lint.sources.access import as_list
 from gpuherd.yamlpos import Path, Pos, PositionedDoc
 
 
@@ -35,7 +36,7 @@ class TaskDef:
 
 def gpu_count(container: dict[str, Any]) -> int:
     total = 0
-    for req in container.get("resourceRequirements") or []:
+    for req in as_list(container.get("resourceRequirements")):
         if isinstance(req, dict) and str(req.get("type", "")).upper() == "GPU":
             try:
                 total += int(str(req.get("value", "0")))

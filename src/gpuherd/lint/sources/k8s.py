@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gpuherd.lint.sources.access import as_list
 from gpuherd.yamlpos import Path, Pos, PositionedDoc
 
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -130,7 +131,7 @@ def k8s_objects(doc: PositionedDoc) -> Iterator[K8sObject]:
     if data.get("kind") == "List" or (
         str(data.get("kind", "")).endswith("List") and isinstance(data.get("items"), list)
     ):
-        for i, item in enumerate(data.get("items") or []):
+        for i, item in enumerate(as_list(data.get("items"))):
             if isinstance(item, dict) and "kind" in item:
                 yield K8sObject(doc, ("items", i), item)
         return
