@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 import re
 
-from croniter import croniter
-
 __all__ = [
     "UnitError",
     "format_bytes",
@@ -142,6 +140,8 @@ def parse_cron(value: object) -> str:
             f"invalid cron expression {value!r}: expected 5 fields "
             f"(minute hour day-of-month month day-of-week), found {fields}"
         )
+    from croniter import croniter  # imported here: most commands never parse cron strings
+
     try:
         croniter(expr)
     except (ValueError, KeyError) as exc:

@@ -8,8 +8,8 @@ import pytest
 
 from gpuherd.gpu.attribution import Origin, PodInfo, attribute, origin_from_cgroup, read_origin
 from gpuherd.gpu.base import GpuProcess, GpuSnapshot
+from gpuherd.ids import GpuUuid
 from gpuherd.spec import TenantName, parse_config
-from gpuherd.spec.ids import GpuUuid
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cgroup"
 CID = "3f4e9c1b2a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f"

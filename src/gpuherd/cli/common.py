@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from gpuherd.gpu.base import BackendUnavailable, GpuBackend
 from gpuherd.gpu.select import BackendName, open_backend
-from gpuherd.spec import Config, SpecError, load_config
+
+if TYPE_CHECKING:
+    from gpuherd.spec import Config
 
 
 class Exit(IntEnum):
@@ -67,6 +69,8 @@ ConfigOpt = Annotated[
 
 
 def load_config_or_exit(path: Path) -> Config:
+    from gpuherd.spec import SpecError, load_config  # pydantic: only for commands that need it
+
     try:
         return load_config(path)
     except SpecError as exc:

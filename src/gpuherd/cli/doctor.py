@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
 from gpuherd.cli.common import Exit, fail, stdout
-from gpuherd.doctor.model import Report
-from gpuherd.runtimecfg.nvenv import CAPABILITIES
+
+if TYPE_CHECKING:
+    from gpuherd.doctor.model import Report
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
@@ -23,6 +23,8 @@ class Format(StrEnum):
 
 
 def render_text(report: Report) -> None:
+    from rich.text import Text
+
     stdout.print(
         f"gpuherd doctor: {report.mode}"
         + (f" ({'; '.join(report.mode_evidence)})" if report.mode_evidence else ""),
@@ -73,6 +75,7 @@ def doctor(
 ) -> None:
     """Check that this host or container really gets the GPU; name each problem and its fix."""
     from gpuherd.doctor.run import run_doctor
+    from gpuherd.runtimecfg.nvenv import CAPABILITIES
 
     if host and container:
         fail("give at most one of --host and --container")

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from gpuherd.cli.common import BackendOpt, ConfigOpt, SimDirOpt, open_backend_or_exit, stdout
-from gpuherd.gpu.attribution import attribute
-from gpuherd.gpu.report import snapshot_dict
-from gpuherd.spec import Config
 from gpuherd.units import format_bytes
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.text import Text
 
 _BAR_WIDTH = 24
 
 
 def _bar(used: int, total: int) -> Text:
+    from rich.text import Text
+
     share = used / total if total else 0.0
     filled = round(share * _BAR_WIDTH)
     style = "green" if share < 0.75 else ("yellow" if share < 0.9 else "red")
@@ -36,6 +35,10 @@ def _pct(value: int | None) -> str:
 
 def render(data: dict[str, Any]) -> RenderableType:
     """Tables from the `gpus --json` structure, so text and JSON never disagree."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     parts: list[RenderableType] = []
     for gpu in data["gpus"]:
         mem = gpu["memory"]
@@ -100,7 +103,12 @@ def gpus(
     ] = None,
 ) -> None:
     """Show each GPU's memory and the processes holding it, with their tenant, container or pod."""
+    from rich.live import Live
+
     from gpuherd.cli.common import load_config_or_exit
+    from gpuherd.gpu.attribution import attribute
+    from gpuherd.gpu.report import snapshot_dict
+    from gpuherd.spec import Config
 
     spec: Config | None = load_config_or_exit(config) if config is not None else None
     source = open_backend_or_exit(backend, sim_dir)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gpuherd.cli.common import Exit, SimDirOpt, fail, stdout
-from gpuherd.gpu.base import BackendUnavailable
-from gpuherd.gpu.sim import SimError, SimHost, default_sim_dir
 from gpuherd.units import UnitError, format_bytes, parse_bytes, parse_duration
+
+if TYPE_CHECKING:
+    from gpuherd.gpu.sim import SimHost
 
 app = typer.Typer(
     name="sim",
@@ -34,6 +35,9 @@ def _parse_gpu(text: str) -> tuple[str, int]:
 
 
 def _host(sim_dir: Path | None) -> SimHost:
+    from gpuherd.gpu.base import BackendUnavailable
+    from gpuherd.gpu.sim import SimHost, default_sim_dir
+
     try:
         return SimHost(sim_dir or default_sim_dir())
     except BackendUnavailable as exc:
@@ -57,6 +61,8 @@ def init(
     ] = False,
 ) -> None:
     """Create simulated GPUs in the sim directory."""
+    from gpuherd.gpu.sim import SimError, SimHost, default_sim_dir
+
     directory = sim_dir or default_sim_dir()
     devices = [_parse_gpu(g) for g in gpu]
     try:
@@ -91,6 +97,7 @@ def hold(
     sim_dir: SimDirOpt = None,
 ) -> None:
     """Allocate simulated VRAM and hold it; exits 1 with 'out of memory' when it does not fit."""
+    from gpuherd.gpu.sim import default_sim_dir
     from gpuherd.gpu.simhold import HoldRequest
     from gpuherd.gpu.simhold import hold as run_holder
 
@@ -133,6 +140,8 @@ def checkpoint(
     sim_dir: SimDirOpt = None,
 ) -> None:
     """cuda-checkpoint for simulated processes: same flags, same states, same failures."""
+    from gpuherd.gpu.sim import SimError
+
     if sum((action is not None, toggle, get_state)) != 1:
         fail("give exactly one of --action, --toggle, --get-state")
     host = _host(sim_dir)

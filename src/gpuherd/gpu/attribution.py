@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gpuherd.gpu.base import GpuProcess, GpuSnapshot
 from gpuherd.gpu.procinfo import ROOT, is_ancestor, read_cgroup
-from gpuherd.spec.ids import TenantName
+from gpuherd.ids import TenantName
 from gpuherd.spec.model import Match, PodMatch, TenantSpec
 
 __all__ = ["Attributed", "Origin", "PodInfo", "attribute", "origin_from_cgroup", "read_origin"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from gpuherd.spec.ids import GpuUuid
+from gpuherd.ids import GpuUuid
 
 ProcessKind = Literal["compute", "graphics", "compute+graphics"]
 

@@ -19,7 +19,7 @@ from gpuherd.gpu.base import (
     ProcessKind,
 )
 from gpuherd.gpu.procinfo import read_cmdline, read_comm
-from gpuherd.spec.ids import GpuUuid
+from gpuherd.ids import GpuUuid
 
 __all__ = ["Nvml", "NvmlBackend"]
 

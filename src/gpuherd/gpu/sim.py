@@ -24,7 +24,7 @@ from typing import Literal
 
 from gpuherd.gpu.base import BackendUnavailable, GpuDevice, GpuProcess, GpuSnapshot
 from gpuherd.gpu.procinfo import read_cmdline, start_ticks
-from gpuherd.spec.ids import GpuUuid
+from gpuherd.ids import GpuUuid
 from gpuherd.units import format_bytes
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The user's declaration (gpuherd.yaml) as typed, validated objects."""
 
-from gpuherd.spec.ids import GpuName, GpuUuid, JobName, TenantName
+from gpuherd.ids import GpuName, GpuUuid, JobName, TenantName
 from gpuherd.spec.load import SpecError, SpecIssue, load_config, parse_config
 from gpuherd.spec.model import Config, GpuSpec, JobSpec, Match, TenantSpec, VramAmount
 

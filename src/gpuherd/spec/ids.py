@@ -1,8 +1,5 @@
-"""Typed names, so a tenant name is never passed where a GPU name is expected."""
+"""Re-export of gpuherd.ids, where the typed names live (importable without pydantic)."""
 
-from typing import NewType
+from gpuherd.ids import GpuName, GpuUuid, JobName, TenantName
 
-GpuName = NewType("GpuName", str)
-TenantName = NewType("TenantName", str)
-JobName = NewType("JobName", str)
-GpuUuid = NewType("GpuUuid", str)
+__all__ = ["GpuName", "GpuUuid", "JobName", "TenantName"]

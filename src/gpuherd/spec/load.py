@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from gpuherd.spec.ids import GpuName
+from gpuherd.ids import GpuName
 from gpuherd.spec.model import Config, GpuSpec
 from gpuherd.units import format_bytes
 from gpuherd.yamlpos import Path, Pos, PositionedDoc, YamlError, load_document

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from gpuherd.spec.ids import GpuName, JobName, TenantName
+from gpuherd.ids import GpuName, JobName, TenantName
 from gpuherd.units import parse_bytes, parse_cron, parse_duration, parse_fraction
 
 ByteSize = Annotated[int, BeforeValidator(parse_bytes)]

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
 
 from gpuherd.lint.model import Finding, Severity
 from gpuherd.lint.sources.compose import Service
 from gpuherd.lint.sources.device_plugin import PluginConfig
 from gpuherd.lint.sources.ecs import AgentConfig, TaskDef
-from gpuherd.lint.sources.k8s import Container, K8sObject
+from gpuherd.lint.sources.k8s import Container, K8sObject, is_gpu_resource, parse_count
 from gpuherd.lint.sources.runtime import RuntimeFile
 from gpuherd.yamlpos import Pos
 
-_GPU_RESOURCE = re.compile(r"^nvidia\.com/(gpu(\.shared)?|mig-[\w.-]+|gpu\.[\w-]+)$")
+__all__ = [
+    "LintContext",
+    "config_finding",
+    "finding",
+    "finding_at",
+    "gpu_request",
+    "is_gpu_resource",
+    "node_gpu_count",
+    "parse_count",
+    "pod_gpus",
+    "whole_gpus",
+]
 
 
 @dataclass
@@ -32,37 +41,14 @@ class LintContext:
     max_gpus_per_node: int | None = None
 
 
-def is_gpu_resource(name: str) -> bool:
-    return bool(_GPU_RESOURCE.match(name))
-
-
-def parse_count(value: Any) -> int | None:
-    """A whole-number quantity (`1`, `"2"`); None when it is not one (`0.5`, `500m`, `one`)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\d+", value.strip()):
-        return int(value)
-    return None
-
-
 def gpu_request(container: Container) -> int:
     """GPUs (or shares) a container asks for: its limits, where Kubernetes reads them."""
-    total = 0
-    for name, value in container.resources("limits").items():
-        if is_gpu_resource(str(name)):
-            total += parse_count(value) or 0
-    return total
+    return container.gpus
 
 
 def pod_gpus(obj: K8sObject) -> int:
     """GPUs a pod needs at once: its containers' sum, or its largest init container."""
-    from gpuherd.lint.sources.k8s import containers
-
-    regular = sum(gpu_request(c) for c in containers(obj) if not c.init)
-    init = max((gpu_request(c) for c in containers(obj) if c.init), default=0)
-    return max(regular, init)
+    return obj.gpus
 
 
 def whole_gpus(obj: K8sObject) -> int:

@@ -37,6 +37,8 @@ def check(ctx: LintContext) -> Iterator[Finding]:
     for obj in ctx.objects:
         for c in containers(obj):
             for name in c.resources("limits"):
+                if name not in renamed and not str(name).endswith(".shared"):
+                    continue
                 pos = c.key_pos("resources", "limits", name)
                 if name in renamed:
                     yield finding(

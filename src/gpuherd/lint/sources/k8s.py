@@ -6,8 +6,10 @@ and column of the key or value it is about.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from gpuherd.lint.sources.access import as_list
@@ -25,31 +27,31 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class K8sObject:
     doc: PositionedDoc
     base: Path  # where the object sits in its document: () or ("items", i) in a List
     data: dict[str, Any]
 
-    @property
+    @cached_property
     def kind(self) -> str:
         return str(self.data.get("kind", ""))
 
-    @property
+    @cached_property
     def metadata(self) -> dict[str, Any]:
         meta = self.data.get("metadata")
         return meta if isinstance(meta, dict) else {}
 
-    @property
+    @cached_property
     def name(self) -> str:
         return str(self.metadata.get("name", "?"))
 
-    @property
+    @cached_property
     def namespace(self) -> str | None:
         ns = self.metadata.get("namespace")
         return str(ns) if ns is not None else None
 
-    @property
+    @cached_property
     def label(self) -> str:
         ns = f"{self.namespace}/" if self.namespace else ""
         return f"{self.kind}/{ns}{self.name}"
@@ -67,7 +69,32 @@ class K8sObject:
     def start(self) -> Pos:
         return self.doc.value_pos(self.base)
 
+    @cached_property
+    def containers(self) -> list[Container]:
+        """Init and regular containers of the pod template, computed once per object."""
+        found = self.pod_spec()
+        if found is None:
+            return []
+        path, spec = found
+        result = []
+        for key, init in (("initContainers", True), ("containers", False)):
+            for i, item in enumerate(as_list(spec.get(key))):
+                if isinstance(item, dict):
+                    result.append(Container(self, (*path, key, i), item, init))
+        return result
+
+    @cached_property
+    def gpus(self) -> int:
+        """GPUs the pod needs at once: its containers' sum, or its largest init container."""
+        regular = sum(c.gpus for c in self.containers if not c.init)
+        init = max((c.gpus for c in self.containers if c.init), default=0)
+        return max(regular, init)
+
     def pod_spec(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
+        return self._pod_spec
+
+    @cached_property
+    def _pod_spec(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
         path = POD_SPEC_PATHS.get(self.kind)
         if path is None:
             return None
@@ -77,7 +104,25 @@ class K8sObject:
         return (path, node) if isinstance(node, dict) else None
 
 
-@dataclass(frozen=True, slots=True)
+_GPU_RESOURCE = re.compile(r"^nvidia\.com/(gpu(\.shared)?|mig-[\w.-]+|gpu\.[\w-]+)$")
+
+
+def is_gpu_resource(name: str) -> bool:
+    return bool(_GPU_RESOURCE.match(name))
+
+
+def parse_count(value: Any) -> int | None:
+    """A whole-number quantity (`1`, `"2"`); None when it is not one (`0.5`, `500m`, `one`)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+@dataclass(frozen=True)
 class Container:
     obj: K8sObject
     rel: tuple[str | int, ...]  # path from the object to this container
@@ -98,6 +143,15 @@ class Container:
 
     def key_pos(self, *rel: str | int) -> Pos:
         return self.obj.key_pos(*self.rel, *rel)
+
+    @cached_property
+    def gpus(self) -> int:
+        """GPUs (or shares) it asks for: its limits, where Kubernetes reads them."""
+        return sum(
+            parse_count(value) or 0
+            for name, value in self.resources("limits").items()
+            if is_gpu_resource(str(name))
+        )
 
     def resources(self, section: str) -> dict[str, Any]:
         res = self.data.get("resources")
@@ -140,14 +194,4 @@ def k8s_objects(doc: PositionedDoc) -> Iterator[K8sObject]:
 
 
 def containers(obj: K8sObject) -> list[Container]:
-    found = obj.pod_spec()
-    if found is None:
-        return []
-    path, spec = found
-    result = []
-    for key, init in (("initContainers", True), ("containers", False)):
-        items = spec.get(key)
-        for i, item in enumerate(items if isinstance(items, list) else []):
-            if isinstance(item, dict):
-                result.append(Container(obj, (*path, key, i), item, init))
-    return result
+    return obj.containers
