@@ -24,6 +24,7 @@ from gpuherd.lint.rules import (
     shared_name,
     shared_replicas,
     visible_devices,
+    vram_oversubscribed,
 )
 
 RULES: dict[str, ModuleType] = {
@@ -44,6 +45,7 @@ RULES: dict[str, ModuleType] = {
         gpu_job_bounds,
         pv_node,
         gpu_zero,
+        vram_oversubscribed,
         compose_gpu,
         ecs_gpu,
         ecs_agent,
