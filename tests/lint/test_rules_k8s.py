@@ -214,3 +214,16 @@ spec:
     assert where(lint(job, "gpu-job-bounds")) == [
         (5, 3, "no backoffLimit: a failing GPU run is retried 6 times (the default)")
     ]
+
+
+def test_aks_gpu_pool_taint() -> None:
+    pod = POD.replace("GPUS", "1")
+    found = lint(pod, "gpu-toleration", profile="aks")
+    assert [f.message for f in found] == [
+        "no toleration for the GPU node taint sku=gpu:NoSchedule: the pod cannot schedule there"
+    ]
+    tolerated = pod.replace(
+        "spec:\n  containers:",
+        "spec:\n  tolerations: [{key: sku, operator: Equal, value: gpu, effect: NoSchedule}]\n  containers:",
+    )
+    assert lint(tolerated, "gpu-toleration", profile="aks") == []

@@ -20,6 +20,8 @@ from gpuherd.lint.sources.device_plugin import embedded, standalone
 from gpuherd.lint.sources.ecs import agent_config, task_definitions
 from gpuherd.lint.sources.k8s import POD_SPEC_PATHS, k8s_objects
 from gpuherd.lint.sources.runtime import TomlError, from_json_doc, from_toml
+from gpuherd.lint.sources.terraform import TerraformError
+from gpuherd.lint.sources.terraform import task_definitions as terraform_tasks
 from gpuherd.yamlpos import Pos, YamlError, load_documents
 
 EXTENSIONS = (".yaml", ".yml", ".json", ".toml", ".tf")
@@ -121,16 +123,25 @@ def _load(source: str, text: str, ctx: LintContext) -> Finding | None:
     if agent is not None:
         ctx.ecs_agents.append(agent)
         return None
-    if source.endswith((".toml", ".tmpl")):
-        try:
+    if source.endswith((".toml", ".tmpl", ".tf")):
+        return _load_hcl_toml(source, text, ctx)
+    return _load_yaml(source, text, ctx)
+
+
+def _load_hcl_toml(source: str, text: str, ctx: LintContext) -> Finding | None:
+    try:
+        if source.endswith(".tf"):
+            ctx.ecs_tasks.extend(terraform_tasks(source, text))
+        else:
             runtime = from_toml(source, text)
-        except TomlError as exc:
-            return _parse_error(source, exc.pos, exc.message)
-        if runtime is not None:
-            ctx.runtime_files.append(runtime)
-        return None
-    if source.endswith(".tf"):
-        return None  # Terraform gets its own source
+            if runtime is not None:
+                ctx.runtime_files.append(runtime)
+    except (TomlError, TerraformError) as exc:
+        return _parse_error(source, exc.pos, exc.message)
+    return None
+
+
+def _load_yaml(source: str, text: str, ctx: LintContext) -> Finding | None:
     try:
         docs = load_documents(text, source=source, keep=_wanted)
     except YamlError as exc:

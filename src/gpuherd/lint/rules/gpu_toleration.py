@@ -4,7 +4,8 @@ What it does: for Nodes in the input that have GPUs (capacity or the `nvidia.com
 label) and NoSchedule/NoExecute taints, flags GPU pods, and DaemonSets pinned to GPU nodes,
 whose tolerations do not cover every taint. Under the gke profile, GPU nodes carry
 `nvidia.com/gpu=present:NoSchedule`; GPU-requesting pods get the toleration automatically
-there, DaemonSets selected onto GPU nodes do not.
+there, DaemonSets selected onto GPU nodes do not. Under the aks profile GPU pools carry
+`sku=gpu:NoSchedule`, which every GPU pod must tolerate.
 
 Why it matters: the pod stays Pending ("had untolerated taint").
 
@@ -29,6 +30,9 @@ ID = "gpu-toleration"
 SEVERITY = "warning"
 _rule = sys.modules[__name__]
 _GKE_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+# AKS documents tainting GPU node pools with sku=gpu:NoSchedule; no admission plugin adds the
+# toleration there, so GPU pods need it too.
+_AKS_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
 
 
 def _tolerates(tolerations: list[Any], taint: dict[str, Any]) -> bool:
@@ -69,6 +73,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             ):
                 taints.append(taint)
     profile_taints = [_GKE_TAINT] if ctx.profile == "gke" else []
+    aks = [_AKS_TAINT] if ctx.profile == "aks" else []
     for obj in ctx.objects:
         found = obj.pod_spec()
         if found is None:
@@ -78,7 +83,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         pinned_daemon = obj.kind == "DaemonSet" and _selects_gpu_nodes(spec)
         if not (wants_gpu or pinned_daemon):
             continue
-        relevant = taints + (profile_taints if pinned_daemon and not wants_gpu else [])
+        relevant = taints + aks + (profile_taints if pinned_daemon and not wants_gpu else [])
         tolerations = as_list(spec.get("tolerations"))
         for taint in relevant:
             if _tolerates(tolerations, taint):
