@@ -75,3 +75,19 @@ def test_empty_input_is_one_null_document() -> None:
     doc = load_document("", source="e.yaml")
     assert doc.data is None
     assert doc.start == Pos(1, 1)
+
+
+def test_skipped_keys_are_left_out() -> None:
+    text = "metadata:\n  name: a\n  managedFields:\n    - {manager: kubectl}\nspec: {x: 1}\n"
+    doc = load_documents(text, source="s.yaml", skip_keys=frozenset({"managedFields"}))[0]
+    assert doc.data == {"metadata": {"name": "a"}, "spec": {"x": 1}}
+    assert doc.value_pos(("spec", "x")) == Pos(5, 11)
+
+
+def test_keep_predicate_drops_documents() -> None:
+    docs = load_documents(
+        "kind: A\n---\nkind: B\n",
+        source="k.yaml",
+        keep=lambda node: "B" in str([v.value for _k, v in node.value]),
+    )
+    assert [d.data for d in docs] == [{"kind": "B"}]

@@ -146,9 +146,10 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 class _Builder:
     """Turns a composed node tree into plain data and a position index, noting duplicate keys."""
 
-    def __init__(self, loader: Any, source: str) -> None:
+    def __init__(self, loader: Any, source: str, skip: frozenset[str] = frozenset()) -> None:
         self._loader = loader
         self._source = source
+        self._skip = skip
         self._nodes = 0
         self.duplicates: list[DuplicateKey] = []
 
@@ -202,6 +203,7 @@ class _Builder:
         result: dict[Any, Any] = {}
         entries: dict[Any, tuple[int, int, _Entry]] = {}
         build = self.build
+        skip = self._skip
         for key_node, value_node in node.value:
             if type(key_node) is not _ScalarNode:
                 raise YamlError(self._source, _pos(key_node), "a mapping key must be a scalar")
@@ -213,6 +215,8 @@ class _Builder:
                         (*_path_of(link), key), Pos(key_mark.line + 1, key_mark.column + 1)
                     )
                 )
+            if key in skip:
+                continue
             value, entry = build(value_node, (link, key), depth + 1)
             result[key] = value
             entries[key] = (key_mark.line + 1, key_mark.column + 1, entry)
@@ -240,11 +244,14 @@ def load_documents(
     *,
     source: str,
     keep: Callable[[yaml.Node], bool] | None = None,
+    skip_keys: frozenset[str] = frozenset(),
 ) -> list[PositionedDoc]:
     """Parse every document in `text`; raise YamlError (with position) on the first bad one.
 
     `keep` sees each composed root node; documents it rejects are checked for syntax but not
-    built (callers that only read some kinds skip the rest cheaply).
+    built (callers that only read some kinds skip the rest cheaply). Mapping entries whose key
+    is in `skip_keys` are left out of the data (e.g. Kubernetes `managedFields`, which no rule
+    reads and which dominate `kubectl get -o yaml` dumps).
     """
     loader = _Loader(text)
     docs: list[PositionedDoc] = []
@@ -253,7 +260,7 @@ def load_documents(
             node = loader.get_node()
             if keep is not None and node is not None and not keep(node):
                 continue
-            builder = _Builder(loader, source)
+            builder = _Builder(loader, source, skip_keys)
             data, index = builder.build(node, None, 0) if node is not None else (None, None)
             loader.constructed_objects.clear()
             docs.append(PositionedDoc(source, data, index, builder.duplicates))

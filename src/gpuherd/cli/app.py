@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Annotated
 
@@ -74,5 +75,8 @@ def _normalise_argv(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    # Imports are done: keep their objects out of every future collection (see cli/__init__).
+    gc.freeze()
+    gc.enable()
     sys.argv[1:] = _normalise_argv(sys.argv[1:])
     app()

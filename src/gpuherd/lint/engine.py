@@ -107,14 +107,32 @@ _READ_KINDS = frozenset(
 )
 
 
+_SKIP_KEYS = frozenset({"managedFields"})
+
+
 def _wanted(root: yaml.Node) -> bool:
     if not isinstance(root, yaml.MappingNode):
         return True
-    for key, value in root.value:
-        if isinstance(key, yaml.ScalarNode) and key.value == "kind":
-            kind = value.value if isinstance(value, yaml.ScalarNode) else ""
-            return kind in _READ_KINDS or str(kind).endswith("List")
-    return True  # not Kubernetes: Compose, ECS, plugin and runtime configs
+    top = {k.value: v for k, v in root.value if isinstance(k, yaml.ScalarNode)}
+    kind_node = top.get("kind")
+    if kind_node is None:
+        return True  # not Kubernetes: Compose, ECS, plugin and runtime configs
+    kind = str(kind_node.value) if isinstance(kind_node, yaml.ScalarNode) else ""
+    if kind == "ConfigMap":
+        return _may_hold_plugin_config(top.get("data"))
+    return kind in _READ_KINDS or kind.endswith("List")
+
+
+def _may_hold_plugin_config(data: yaml.Node | None) -> bool:
+    """Only ConfigMaps carrying a device-plugin config matter to the rules."""
+    if not isinstance(data, yaml.MappingNode):
+        return False
+    return any(
+        isinstance(v, yaml.ScalarNode)
+        and "version" in v.value
+        and ("sharing" in v.value or "flags" in v.value)
+        for _k, v in data.value
+    )
 
 
 def _load(source: str, text: str, ctx: LintContext) -> Finding | None:
@@ -143,7 +161,7 @@ def _load_hcl_toml(source: str, text: str, ctx: LintContext) -> Finding | None:
 
 def _load_yaml(source: str, text: str, ctx: LintContext) -> Finding | None:
     try:
-        docs = load_documents(text, source=source, keep=_wanted)
+        docs = load_documents(text, source=source, keep=_wanted, skip_keys=_SKIP_KEYS)
     except YamlError as exc:
         return _parse_error(source, exc.pos, exc.message)
     lines = text.splitlines()

@@ -49,12 +49,18 @@ def _node_of(obj: K8sObject) -> str | None:
     return str(host) if host is not None else None
 
 
+_CLAIM_ANNOTATIONS = ("gpuherd.io/vram", "gpu-memory", "gpu-fraction")
+
+
 def _claim(obj: K8sObject) -> VramClaim | None:
     found = obj.pod_spec()
     if found is None:
         return None
     template_meta = dig(obj.data, *found[0][:-1], "metadata") if obj.kind != "Pod" else None
     annotations = {**obj.annotations(), **as_dict(as_dict(template_meta).get("annotations"))}
+    # Only GPU users declare VRAM; KAI's fractional pods request no GPU but carry annotations.
+    if not obj.gpus and not any(a in annotations for a in _CLAIM_ANNOTATIONS):
+        return None
     return workload_claim(annotations, [c.data for c in obj.containers if not c.init])
 
 

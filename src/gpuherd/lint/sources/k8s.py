@@ -108,7 +108,7 @@ _GPU_RESOURCE = re.compile(r"^nvidia\.com/(gpu(\.shared)?|mig-[\w.-]+|gpu\.[\w-]
 
 
 def is_gpu_resource(name: str) -> bool:
-    return bool(_GPU_RESOURCE.match(name))
+    return name.startswith("nvidia.com/") and bool(_GPU_RESOURCE.match(name))
 
 
 def parse_count(value: Any) -> int | None:
