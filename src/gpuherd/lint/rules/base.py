@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -11,6 +12,7 @@ from gpuherd.lint.sources.device_plugin import PluginConfig
 from gpuherd.lint.sources.ecs import AgentConfig, TaskDef
 from gpuherd.lint.sources.k8s import Container, K8sObject, is_gpu_resource, parse_count
 from gpuherd.lint.sources.runtime import RuntimeFile
+from gpuherd.runtimecfg.base import Judgement
 from gpuherd.yamlpos import Pos
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "finding_at",
     "gpu_request",
     "is_gpu_resource",
+    "judged",
     "node_gpu_count",
     "parse_count",
     "pod_gpus",
@@ -97,6 +100,28 @@ def finding_at(
         message=message,
         fix=fix,
     )
+
+
+def judged(
+    rule: ModuleType,
+    ctx: LintContext,
+    kind: str,
+    judge: Callable[[RuntimeFile], Iterable[Judgement]],
+) -> Iterator[Finding]:
+    """Findings from a shared runtime-config judge, on every input file of `kind`."""
+    for rf in ctx.runtime_files:
+        if rf.kind != kind:
+            continue
+        for j in judge(rf):
+            yield finding_at(
+                rule,
+                rf.file,
+                rf.pos(j.key),
+                label=rf.file.rsplit("/", 1)[-1],
+                message=j.message,
+                fix=j.fix,
+                severity=j.severity,
+            )
 
 
 def config_finding(

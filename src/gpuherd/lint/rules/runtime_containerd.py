@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
-from gpuherd.lint.rules.base import LintContext, finding_at
+from gpuherd.lint.rules.base import LintContext, judged
 from gpuherd.lint.sources.runtime import RuntimeFile
 from gpuherd.runtimecfg.base import Judgement, Root
 from gpuherd.runtimecfg.containerd import judge_containerd, nvidia_entries
@@ -51,16 +51,9 @@ def _unused_names(rf: RuntimeFile, ctx: LintContext) -> list[Judgement]:
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:
-    for rf in ctx.runtime_files:
-        if rf.kind != "containerd":
-            continue
-        for j in judge_containerd(rf.data, Root(), check_paths=False) + _unused_names(rf, ctx):
-            yield finding_at(
-                _rule,
-                rf.file,
-                rf.pos(j.key),
-                label=rf.file.rsplit("/", 1)[-1],
-                message=j.message,
-                fix=j.fix,
-                severity=j.severity,
-            )
+    return judged(
+        _rule,
+        ctx,
+        "containerd",
+        lambda rf: judge_containerd(rf.data, Root(), check_paths=False) + _unused_names(rf, ctx),
+    )

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
-from gpuherd.lint.rules.base import LintContext, finding_at
+from gpuherd.lint.rules.base import LintContext, judged
 from gpuherd.runtimecfg.base import Root
 from gpuherd.runtimecfg.docker import judge_daemon_json
 
@@ -30,16 +30,6 @@ _rule = sys.modules[__name__]
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:
-    for rf in ctx.runtime_files:
-        if rf.kind != "docker":
-            continue
-        for j in judge_daemon_json(rf.data, Root(), check_paths=False):
-            yield finding_at(
-                _rule,
-                rf.file,
-                rf.pos(j.key),
-                label=rf.file.rsplit("/", 1)[-1],
-                message=j.message,
-                fix=j.fix,
-                severity=j.severity,
-            )
+    return judged(
+        _rule, ctx, "docker", lambda rf: judge_daemon_json(rf.data, Root(), check_paths=False)
+    )

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
-from gpuherd.lint.rules.base import LintContext, finding_at
+from gpuherd.lint.rules.base import LintContext, judged
 from gpuherd.runtimecfg.toolkit import judge_toolkit_config
 
 ID = "runtime-toolkit"
@@ -33,16 +33,4 @@ _rule = sys.modules[__name__]
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:
-    for rf in ctx.runtime_files:
-        if rf.kind != "toolkit":
-            continue
-        for j in judge_toolkit_config(rf.data, None):
-            yield finding_at(
-                _rule,
-                rf.file,
-                rf.pos(j.key),
-                label=rf.file.rsplit("/", 1)[-1],
-                message=j.message,
-                fix=j.fix,
-                severity=j.severity,
-            )
+    return judged(_rule, ctx, "toolkit", lambda rf: judge_toolkit_config(rf.data, None))
