@@ -12,6 +12,7 @@ from gpuherd import __version__
 from gpuherd.cli import doctor as doctor_cmd
 from gpuherd.cli import gpus as gpus_cmd
 from gpuherd.cli import lint as lint_cmd
+from gpuherd.cli import plan as plan_cmd
 from gpuherd.cli import sim as sim_cmd
 from gpuherd.cli import validate as validate_cmd
 
@@ -50,6 +51,7 @@ def _root(
 app.command(name="doctor")(doctor_cmd.doctor)
 app.command(name="gpus")(gpus_cmd.gpus)
 app.command(name="lint")(lint_cmd.lint)
+app.command(name="plan")(plan_cmd.plan)
 app.command(name="validate")(validate_cmd.validate)
 app.add_typer(sim_cmd.app, name="sim")
 

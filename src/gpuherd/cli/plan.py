@@ -1,0 +1,122 @@
+"""`gpuherd plan`: do the tenants and jobs fit in VRAM, and when do they collide?"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gpuherd.cli.common import Exit, fail, load_config_or_exit, stdout
+
+if TYPE_CHECKING:
+    from gpuherd.plan.report import GpuPlan, Plan
+
+_SPARK = " ▁▂▃▄▅▆▇█"
+_VERDICT_STYLE = {
+    "fits": "green",
+    "fits-typical": "yellow",
+    "needs-preemption": "cyan",
+    "over": "bold red",
+}
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _strip(plan: GpuPlan) -> list[str]:
+    """7 rows (days) x 48 half-hours: demand / capacity as a bar, '!' above capacity."""
+    rows = []
+    for day in range(7):
+        cells = []
+        for slot in range(48):
+            minute = day * 1440 + slot * 30
+            peak = max(
+                (s.peak for s in plan.segments if s.start < minute + 30 and s.end > minute),
+                default=0,
+            )
+            if peak > plan.capacity:
+                cells.append("[red]![/]")
+            else:
+                level = round(peak / plan.capacity * (len(_SPARK) - 1)) if plan.capacity else 0
+                cells.append(_SPARK[level])
+        rows.append(f"  {('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')[day]} " + "".join(cells))
+    return rows
+
+
+def render_text(plan: Plan) -> None:
+    from rich.table import Table
+
+    from gpuherd.plan.report import when
+    from gpuherd.units import format_bytes, format_duration
+
+    for g in plan.gpus:
+        style = _VERDICT_STYLE[g.verdict]
+        where = f" on {g.gpu.node}" if g.gpu.node else ""
+        stdout.print(
+            f"[bold]{g.gpu.name}[/]{where}: capacity {format_bytes(g.capacity)}, peak "
+            f"{format_bytes(g.peak)} (typical {format_bytes(g.typical_peak)}): "
+            f"[{style}]{g.verdict}[/]"
+        )
+        table = Table(box=None, header_style="dim", pad_edge=False)
+        for col in ("WHEN", "PEAK", "MEMBERS"):
+            table.add_column(col)
+        for seg in g.peak_segments()[:8]:
+            span = when(plan.week, seg.start, seg.end)
+            members = ", ".join(f"{m.name} {format_bytes(m.peak)}" for m in seg.members)
+            table.add_row(
+                f"{span['start']}-{span['end'].split(' ')[1]}", format_bytes(seg.peak), members
+            )
+        stdout.print(table)
+        if len(g.peak_segments()) > 8:
+            stdout.print(f"  [dim]... {len(g.peak_segments()) - 8} more occurrences[/]")
+        for pre in g.preemptions:
+            stdout.print(
+                f"  {pre.job} needs {', '.join(pre.victims)} released, "
+                f"{format_duration(pre.minutes * 60)} a week"
+            )
+        stdout.print("  [dim]demand vs capacity, 30-minute columns from 00:00:[/]")
+        for row in _strip(g):
+            stdout.print(row)
+        stdout.print("")
+    for f in plan.findings:
+        stdout.print(f"{f.severity}: {f.id}: {f.message}", markup=False)
+
+
+def plan(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", envvar="GPUHERD_CONFIG", help="gpuherd.yaml.")
+    ] = Path("gpuherd.yaml"),
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    week_start: Annotated[
+        str | None,
+        typer.Option(
+            "--week-start",
+            help="Monday to plan (YYYY-MM-DD); default: next Monday.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check whether tenants and jobs fit in VRAM over a week; exit 1 unless every GPU fits."""
+    from gpuherd.plan.report import make_plan, plan_dict
+
+    start: date | None = None
+    if week_start is not None:
+        try:
+            start = date.fromisoformat(week_start)
+        except ValueError:
+            fail(f"--week-start {week_start!r}: expected a date like 2026-11-23")
+        if start.weekday() != 0:
+            fail(f"--week-start {week_start}: a week starts on a Monday")
+    result = make_plan(load_config_or_exit(config), week_start=start)
+    if fmt is Format.json:
+        stdout.out(json.dumps(plan_dict(result), indent=2))
+    else:
+        render_text(result)
+    ok = all(g.verdict == "fits" for g in result.gpus)
+    raise typer.Exit(int(Exit.OK if ok else Exit.FAILED))

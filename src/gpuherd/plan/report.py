@@ -1,0 +1,265 @@
+"""The plan for every GPU: capacity, peaks and when, verdict, preemptions, and findings."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from gpuherd.plan.demand import Interval, Week, make_week, members_on, windows
+from gpuherd.plan.sweep import Preemption, Segment, Verdict, sweep, verdict
+from gpuherd.spec.model import Config, GpuSpec
+from gpuherd.units import format_bytes, format_duration
+
+SCHEMA_VERSION = 1
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    id: str
+    severity: str
+    message: str
+    subject: str
+
+
+@dataclass
+class GpuPlan:
+    gpu: GpuSpec
+    capacity: int
+    segments: list[Segment]
+    verdict: Verdict
+    preemptions: list[Preemption]
+    week: Week
+
+    @property
+    def peak(self) -> int:
+        return max((s.peak for s in self.segments), default=0)
+
+    @property
+    def typical_peak(self) -> int:
+        return max((s.typical for s in self.segments), default=0)
+
+    def peak_segments(self) -> list[Segment]:
+        return [s for s in self.segments if s.peak == self.peak and s.members]
+
+
+@dataclass
+class Plan:
+    week: Week
+    gpus: list[GpuPlan] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def when(week: Week, start: int, end: int) -> dict[str, Any]:
+    first, last = week.at(start), week.at(end)
+    return {
+        "start": f"{_DAYS[first.weekday()]} {first:%H:%M}",
+        "end": f"{_DAYS[last.weekday()]} {last:%H:%M}",
+        "weekday": _DAYS[first.weekday()],
+        "start_minute_of_week": first.weekday() * 1440 + first.hour * 60 + first.minute,
+        "end_minute_of_week": last.weekday() * 1440 + last.hour * 60 + last.minute,
+    }
+
+
+def _plan_gpu(config: Config, gpu: GpuSpec, week: Week) -> GpuPlan | None:
+    if gpu.memory is None or gpu.capacity is None:
+        return None
+    segments = sweep(members_on(config, gpu, week), week.minutes)
+    result, preemptions = verdict(segments, gpu.capacity)
+    return GpuPlan(gpu, gpu.capacity, segments, result, preemptions, week)
+
+
+def make_plan(config: Config, *, week_start: date | None = None) -> Plan:
+    week = make_week(config, week_start)
+    plan = Plan(week)
+    for gpu in config.gpus or []:
+        planned = _plan_gpu(config, gpu, week)
+        if planned is None:
+            plan.findings.append(
+                Finding(
+                    "memory-unknown",
+                    "error",
+                    f"{gpu.name} has no `memory`: "
+                    "it cannot be planned without a GPU to read it from",
+                    gpu.name,
+                )
+            )
+            continue
+        plan.gpus.append(planned)
+        plan.findings += _findings(config, planned)
+    for kind, items in (("tenant", config.tenants), ("job", config.jobs)):
+        for name, spec in items.items():
+            if spec.gpu is None:
+                plan.findings.append(
+                    Finding(
+                        "unplaced",
+                        "info",
+                        f"{kind} {name} names no GPU; automatic placement is not done yet",
+                        name,
+                    )
+                )
+            if spec.shares > 1:
+                plan.findings.append(
+                    Finding(
+                        "shares",
+                        "warning",
+                        f"{kind} {name} asks for {spec.shares} time-slice shares: "
+                        "time-slicing gives every process an equal share, so extra shares buy no "
+                        "compute; ask for 1",
+                        name,
+                    )
+                )
+    return plan
+
+
+def _findings(config: Config, plan: GpuPlan) -> list[Finding]:
+    found: list[Finding] = []
+    found += _vllm_utilization(config, plan)
+    found += _downtime(config, plan)
+    found += _schedule_shifts(config, plan)
+    return found
+
+
+def _vllm_utilization(config: Config, plan: GpuPlan) -> list[Finding]:
+    memory = plan.gpu.memory or 0
+    found = []
+    for name, tenant in config.tenants.items():
+        if tenant.gpu != plan.gpu.name or not _is_vllm(tenant):
+            continue
+        neighbours = max(
+            (
+                sum(m.peak for m in s.members if m.name != name)
+                for s in plan.segments
+                if any(m.name == name for m in s.members)
+            ),
+            default=0,
+        )
+        safe = math.floor((plan.capacity - neighbours) / memory * 100) / 100 if memory else 0.0
+        current = tenant.vram.peak_amount.fraction
+        now = f" (now {current:g})" if current is not None else ""
+        found.append(
+            Finding(
+                "vllm-utilization",
+                "warning" if current is not None and current > safe else "info",
+                f"{name}: largest safe --gpu-memory-utilization is {max(safe, 0):.2f}{now}: its "
+                f"neighbours peak at {format_bytes(neighbours)} while it runs, capacity "
+                f"{format_bytes(plan.capacity)}",
+                name,
+            )
+        )
+    return found
+
+
+def _is_vllm(tenant: Any) -> bool:
+    return bool(tenant.app == "vllm" or any(m.kind == "vllm-sleep" for m in tenant.preempt))
+
+
+def _downtime(config: Config, plan: GpuPlan) -> list[Finding]:
+    found = []
+    for pre in plan.preemptions:
+        job = config.jobs.get(pre.job)  # type: ignore[call-overload]
+        for victim in pre.victims:
+            tenant = config.tenants.get(victim)  # type: ignore[call-overload]
+            if job is None or tenant is None or tenant.max_downtime is None:
+                continue
+            if tenant.max_downtime < job.timeout:
+                found.append(
+                    Finding(
+                        "max-downtime",
+                        "warning",
+                        f"{pre.job} must release {victim} (max_downtime "
+                        f"{format_duration(tenant.max_downtime)}) for up to its timeout "
+                        f"{format_duration(job.timeout)}: the broker will refuse to preempt it",
+                        victim,
+                    )
+                )
+    return found
+
+
+_DAILY = re.compile(r"^(\d+) (\d+) (.+)$")
+
+
+def _schedule_shifts(config: Config, plan: GpuPlan) -> list[Finding]:
+    """For a job whose runs push the GPU over capacity, the hour that lowers the peak most."""
+    found = []
+    for name, job in config.jobs.items():
+        if job.gpu != plan.gpu.name or job.schedule is None:
+            continue
+        match = _DAILY.match(job.schedule)
+        if match is None:
+            continue
+        minute, hour, rest = match.groups()
+        current = _peak_with_job_at(config, plan, name, job.schedule)
+        if current <= plan.capacity:
+            continue
+        best = min(
+            ((_peak_with_job_at(config, plan, name, f"{minute} {h} {rest}"), h) for h in range(24)),
+            key=lambda item: (item[0], abs(item[1] - int(hour))),
+        )
+        if best[0] < current:
+            found.append(
+                Finding(
+                    "schedule-shift",
+                    "info",
+                    f"move {name} from {int(hour):02d}:{int(minute):02d} to {best[1]:02d}:"
+                    f"{int(minute):02d}: the peak while it runs drops from "
+                    f"{format_bytes(current)} to {format_bytes(best[0])} "
+                    f"(capacity {format_bytes(plan.capacity)})",
+                    name,
+                )
+            )
+    return found
+
+
+def _peak_with_job_at(config: Config, plan: GpuPlan, job: str, schedule: str) -> int:
+    intervals: list[Interval] = []
+    for seg in plan.segments:
+        for member in seg.members:
+            if member.name != job:
+                intervals.append(Interval(seg.start, seg.end, member))
+    spec = config.jobs[job]  # type: ignore[index]
+    member = next(m for s in plan.segments for m in s.members if m.name == job)
+    for start, end in windows(plan.week, [(schedule, spec.timeout)]):
+        intervals.append(Interval(start, end, replace(member)))
+    segments = sweep(intervals, plan.week.minutes)
+    return max((s.peak for s in segments if any(m.name == job for m in s.members)), default=0)
+
+
+def plan_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "version": SCHEMA_VERSION,
+        "timezone": str(plan.week.tz),
+        "week_start": plan.week.start.date().isoformat(),
+        "gpus": [
+            {
+                "name": g.gpu.name,
+                "node": g.gpu.node,
+                "capacity_bytes": g.capacity,
+                "peak_bytes": g.peak,
+                "typical_peak_bytes": g.typical_peak,
+                "verdict": g.verdict,
+                "peaks": [
+                    {
+                        **when(plan.week, s.start, s.end),
+                        "bytes": s.peak,
+                        "members": [m.name for m in s.members],
+                    }
+                    for s in g.peak_segments()
+                ],
+                "preemptions": [
+                    {"job": p.job, "release": list(p.victims), "minutes_per_week": p.minutes}
+                    for p in g.preemptions
+                ],
+                "placements": [],
+            }
+            for g in plan.gpus
+        ],
+        "findings": [
+            {"id": f.id, "severity": f.severity, "message": f.message, "subject": f.subject}
+            for f in plan.findings
+        ],
+        "emitted": [],
+    }
