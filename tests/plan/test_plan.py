@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gpuherd.plan.demand import Interval, Member, make_week, windows
 from gpuherd.plan.report import make_plan, plan_dict
 from gpuherd.plan.sweep import sweep
-from gpuherd.spec import parse_config
+from gpuherd.spec import TenantName, parse_config
 from tests.conftest import gpuherd_argv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,3 +154,69 @@ def test_cli(tmp_path: Path) -> None:
     assert "g: capacity 8.0 GiB, peak 2.0 GiB (typical 2.0 GiB): fits" in ok.stdout
     assert run("-c", str(fits), "--week-start", "2026-11-24").returncode == 2
     assert run("-c", str(tmp_path / "missing.yaml")).returncode == 2
+
+
+PLACE = """\
+version: 1
+timezone: UTC
+gpus:
+  - {name: a, node: n1, memory: 10GiB}
+  - {name: b, node: n2, memory: 10GiB}
+tenants:
+  big: {vram: 7GiB, priority: 50}
+  medium: {vram: 5GiB, priority: 40, anti_affinity: [big]}
+  night: {vram: 4GiB, priority: 5, active: [{cron: "0 22 * * *", for: 4h}]}
+  day: {vram: 3GiB, priority: 5, node: n1, active: [{cron: "0 8 * * *", for: 8h}]}
+  evening: {vram: 4GiB, priority: 4, active: [{cron: "0 16 * * *", for: 4h}]}
+  pinned: {gpu: b, vram: 1GiB}
+  huge: {vram: 11GiB, priority: 1}
+"""
+
+
+def test_placement_respects_pins_anti_affinity_and_time() -> None:
+    data = plan_of(PLACE)
+    placed = {p["subject"]: g["name"] for g in data["gpus"] for p in g["placements"]}
+    # medium avoids big; night fits only beside medium + pinned on b (6 + 4 = 10 GiB); day is
+    # pinned to n1; evening (16-20h) shares b with night (22-02h): 14 GiB declared, 10 at once.
+    assert placed == {"big": "a", "medium": "b", "night": "b", "day": "a", "evening": "b"}
+    assert {g["name"]: (g["peak_bytes"], g["verdict"]) for g in data["gpus"]} == {
+        "a": (10 * GIB, "fits"),
+        "b": (10 * GIB, "fits"),
+    }
+    (unplaced,) = [f for f in data["findings"] if f["id"] == "unplaced"]
+    assert unplaced["message"] == "tenant huge: no GPU has room for it at its active times"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 8), st.integers(0, 9), st.booleans()), min_size=1, max_size=12
+    )
+)
+def test_placement_never_exceeds_capacity_and_pins_stay(raw: list[tuple[int, int, bool]]) -> None:
+    lines = [
+        "version: 1",
+        "timezone: UTC",
+        "gpus:",
+        "  - {name: g0, memory: 8GiB}",
+        "  - {name: g1, memory: 8GiB}",
+        "tenants:",
+    ]
+    for i, (gib, prio, pinned) in enumerate(raw):
+        where = ", gpu: g1" if pinned and gib <= 2 else ""
+        lines.append(f"  t{i}: {{vram: {gib}GiB, priority: {prio}{where}}}")
+    config = parse_config("\n".join(lines) + "\n", source="p.yaml")
+    plan = make_plan(config, week_start=WEEK)
+    pinned_total = sum(t.vram.typical.bytes or 0 for t in config.tenants.values() if t.gpu == "g1")
+    for g in plan.gpus:
+        if g.gpu.name == "g1" and pinned_total > g.capacity:
+            continue  # pins alone overfill it: reported as over, never made worse by placement
+        placed_here = sum(
+            config.tenants[TenantName(p.subject)].vram.typical.bytes or 0
+            for p in plan.placements
+            if p.gpu == g.gpu.name
+        )
+        assert placed_here + (pinned_total if g.gpu.name == "g1" else 0) <= g.capacity
+    assert all(
+        p.subject not in {n for n, t in config.tenants.items() if t.gpu} for p in plan.placements
+    )

@@ -110,12 +110,15 @@ def windows(week: Week, schedule: list[tuple[str, float]] | None) -> list[tuple[
     return merged
 
 
-def members_on(config: Config, gpu: GpuSpec, week: Week) -> list[Interval]:
-    """Activity intervals of every tenant and job pinned to `gpu`."""
+def members_on(
+    config: Config, gpu: GpuSpec, week: Week, assigned: dict[str, str] | None = None
+) -> list[Interval]:
+    """Activity intervals of every tenant and job pinned to `gpu` (or `assigned` to it)."""
+    placed = assigned or {}
     total = gpu.memory
     intervals: list[Interval] = []
     for name, tenant in config.tenants.items():
-        if tenant.gpu != gpu.name:
+        if (tenant.gpu or placed.get(name)) != gpu.name:
             continue
         typical = tenant.vram.typical.resolve(total) or 0
         peak = tenant.vram.peak_amount.resolve(total) or typical
@@ -131,7 +134,7 @@ def members_on(config: Config, gpu: GpuSpec, week: Week) -> list[Interval]:
         schedule = None if tenant.active is None else [(w.cron, w.for_) for w in tenant.active]
         intervals += [Interval(s, e, member) for s, e in windows(week, schedule)]
     for job_name, job in config.jobs.items():
-        if job.gpu != gpu.name or job.schedule is None:
+        if (job.gpu or placed.get(job_name)) != gpu.name or job.schedule is None:
             continue
         need = job.vram.resolve(total) or 0
         run = Member(job_name, "job", need, need, job.priority, False, timeout=job.timeout)

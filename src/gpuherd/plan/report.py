@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 from gpuherd.plan.demand import Interval, Week, make_week, members_on, windows
+from gpuherd.plan.placement import SLOT, Placement, place, slot_loads
 from gpuherd.plan.sweep import Preemption, Segment, Verdict, sweep, verdict
 from gpuherd.spec.model import Config, GpuSpec
 from gpuherd.units import format_bytes, format_duration
@@ -51,6 +52,7 @@ class Plan:
     week: Week
     gpus: list[GpuPlan] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    placements: list[Placement] = field(default_factory=list)
 
 
 def when(week: Week, start: int, end: int) -> dict[str, Any]:
@@ -64,19 +66,33 @@ def when(week: Week, start: int, end: int) -> dict[str, Any]:
     }
 
 
-def _plan_gpu(config: Config, gpu: GpuSpec, week: Week) -> GpuPlan | None:
+def _plan_gpu(
+    config: Config, gpu: GpuSpec, week: Week, assigned: dict[str, str] | None = None
+) -> GpuPlan | None:
     if gpu.memory is None or gpu.capacity is None:
         return None
-    segments = sweep(members_on(config, gpu, week), week.minutes)
+    segments = sweep(members_on(config, gpu, week, assigned), week.minutes)
     result, preemptions = verdict(segments, gpu.capacity)
     return GpuPlan(gpu, gpu.capacity, segments, result, preemptions, week)
+
+
+def _placements(config: Config, week: Week) -> list[Placement]:
+    slots = -(-week.minutes // SLOT)
+    loads: dict[str, list[int]] = {}
+    for gpu in config.gpus or []:
+        pinned = _plan_gpu(config, gpu, week)
+        if pinned is not None:
+            loads[gpu.name] = slot_loads([(s.start, s.end, s.peak) for s in pinned.segments], slots)
+    return place(config, week, loads)
 
 
 def make_plan(config: Config, *, week_start: date | None = None) -> Plan:
     week = make_week(config, week_start)
     plan = Plan(week)
+    plan.placements = _placements(config, week)
+    assigned = {p.subject: p.gpu for p in plan.placements if p.gpu is not None}
     for gpu in config.gpus or []:
-        planned = _plan_gpu(config, gpu, week)
+        planned = _plan_gpu(config, gpu, week, assigned)
         if planned is None:
             plan.findings.append(
                 Finding(
@@ -92,15 +108,9 @@ def make_plan(config: Config, *, week_start: date | None = None) -> Plan:
         plan.findings += _findings(config, planned)
     for kind, items in (("tenant", config.tenants), ("job", config.jobs)):
         for name, spec in items.items():
-            if spec.gpu is None:
-                plan.findings.append(
-                    Finding(
-                        "unplaced",
-                        "info",
-                        f"{kind} {name} names no GPU; automatic placement is not done yet",
-                        name,
-                    )
-                )
+            if spec.gpu is None and name not in assigned:
+                reason = next((p.reason for p in plan.placements if p.subject == name), "")
+                plan.findings.append(Finding("unplaced", "error", f"{kind} {name}: {reason}", name))
             if spec.shares > 1:
                 plan.findings.append(
                     Finding(
@@ -253,7 +263,11 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
                     {"job": p.job, "release": list(p.victims), "minutes_per_week": p.minutes}
                     for p in g.preemptions
                 ],
-                "placements": [],
+                "placements": [
+                    {"subject": p.subject, "kind": p.kind, "reason": p.reason}
+                    for p in plan.placements
+                    if p.gpu == g.gpu.name
+                ],
             }
             for g in plan.gpus
         ],
