@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -110,35 +111,61 @@ def windows(week: Week, schedule: list[tuple[str, float]] | None) -> list[tuple[
     return merged
 
 
-def members_on(
-    config: Config, gpu: GpuSpec, week: Week, assigned: dict[str, str] | None = None
-) -> list[Interval]:
-    """Activity intervals of every tenant and job pinned to `gpu` (or `assigned` to it)."""
+@lru_cache(maxsize=4096)
+def cached_windows(
+    week: Week, schedule: tuple[tuple[str, float], ...] | None
+) -> tuple[tuple[int, int], ...]:
+    """Many tenants share a schedule: croniter is evaluated once per (week, schedule)."""
+    return tuple(windows(week, None if schedule is None else list(schedule)))
+
+
+def by_gpu(config: Config, assigned: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """GPU name -> names of the tenants and jobs on it (pinned, or `assigned` by placement)."""
     placed = assigned or {}
-    total = gpu.memory
-    intervals: list[Interval] = []
+    groups: dict[str, list[str]] = {}
     for name, tenant in config.tenants.items():
-        if (tenant.gpu or placed.get(name)) != gpu.name:
-            continue
-        typical = tenant.vram.typical.resolve(total) or 0
-        peak = tenant.vram.peak_amount.resolve(total) or typical
-        member = Member(
-            name,
-            "tenant",
-            typical,
-            peak,
-            tenant.priority,
-            tenant.preemptible,
-            max_downtime=tenant.max_downtime,
-        )
-        schedule = None if tenant.active is None else [(w.cron, w.for_) for w in tenant.active]
-        intervals += [Interval(s, e, member) for s, e in windows(week, schedule)]
+        gpu = tenant.gpu or placed.get(name)
+        if gpu is not None:
+            groups.setdefault(gpu, []).append(name)
     for job_name, job in config.jobs.items():
-        if (job.gpu or placed.get(job_name)) != gpu.name or job.schedule is None:
+        gpu = job.gpu or placed.get(job_name)
+        if gpu is not None:
+            groups.setdefault(gpu, []).append(job_name)
+    return groups
+
+
+def members_on(
+    config: Config, gpu: GpuSpec, week: Week, names: list[str] | None = None
+) -> list[Interval]:
+    """Activity intervals of the tenants and jobs on `gpu` (`names`; default: those pinned)."""
+    total = gpu.memory
+    on_gpu = names if names is not None else by_gpu(config).get(gpu.name, [])
+    intervals: list[Interval] = []
+    for name in on_gpu:
+        tenant = config.tenants.get(name)  # type: ignore[call-overload]
+        if tenant is not None:
+            typical = tenant.vram.typical.resolve(total) or 0
+            peak = tenant.vram.peak_amount.resolve(total) or typical
+            member = Member(
+                name,
+                "tenant",
+                typical,
+                peak,
+                tenant.priority,
+                tenant.preemptible,
+                max_downtime=tenant.max_downtime,
+            )
+            schedule = (
+                None if tenant.active is None else tuple((w.cron, w.for_) for w in tenant.active)
+            )
+            intervals += [Interval(s, e, member) for s, e in cached_windows(week, schedule)]
+            continue
+        job = config.jobs[name]  # type: ignore[index]
+        if job.schedule is None:
             continue
         need = job.vram.resolve(total) or 0
-        run = Member(job_name, "job", need, need, job.priority, False, timeout=job.timeout)
+        run = Member(name, "job", need, need, job.priority, False, timeout=job.timeout)
         # Worst case: every run lasts its full timeout.
-        runs = windows(week, [(job.schedule, job.timeout)])
+        runs = cached_windows(week, ((job.schedule, job.timeout),))
         intervals += [Interval(s, e, run) for s, e in runs]
     return intervals

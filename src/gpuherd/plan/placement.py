@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpuherd.plan.demand import Week, windows
+from gpuherd.plan.demand import Week, cached_windows
 from gpuherd.spec.model import Config, GpuSpec, VramAmount
 
 SLOT = 30  # minutes
@@ -65,7 +65,7 @@ def _slots(week: Week, schedule: list[tuple[str, float]] | None, slots: int) -> 
     if schedule is None:
         return None
     found: set[int] = set()
-    for start, end in windows(week, schedule):
+    for start, end in cached_windows(week, tuple(schedule)):
         found.update(range(start // SLOT, min((end - 1) // SLOT + 1, slots)))
     return sorted(found)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
-from gpuherd.plan.demand import Interval, Week, make_week, members_on, windows
+from gpuherd.plan.demand import Interval, Week, by_gpu, make_week, members_on, windows
 from gpuherd.plan.placement import SLOT, Placement, place, slot_loads
 from gpuherd.plan.sweep import Preemption, Segment, Verdict, sweep, verdict
 from gpuherd.spec.model import Config, GpuSpec
@@ -66,12 +66,10 @@ def when(week: Week, start: int, end: int) -> dict[str, Any]:
     }
 
 
-def _plan_gpu(
-    config: Config, gpu: GpuSpec, week: Week, assigned: dict[str, str] | None = None
-) -> GpuPlan | None:
+def _plan_gpu(config: Config, gpu: GpuSpec, week: Week, names: list[str]) -> GpuPlan | None:
     if gpu.memory is None or gpu.capacity is None:
         return None
-    segments = sweep(members_on(config, gpu, week, assigned), week.minutes)
+    segments = sweep(members_on(config, gpu, week, names), week.minutes)
     result, preemptions = verdict(segments, gpu.capacity)
     return GpuPlan(gpu, gpu.capacity, segments, result, preemptions, week)
 
@@ -79,8 +77,11 @@ def _plan_gpu(
 def _placements(config: Config, week: Week) -> list[Placement]:
     slots = -(-week.minutes // SLOT)
     loads: dict[str, list[int]] = {}
+    pinned_by_gpu = by_gpu(config)
     for gpu in config.gpus or []:
-        pinned = _plan_gpu(config, gpu, week)
+        if gpu.name not in pinned_by_gpu:
+            continue  # nothing pinned: an empty load
+        pinned = _plan_gpu(config, gpu, week, pinned_by_gpu[gpu.name])
         if pinned is not None:
             loads[gpu.name] = slot_loads([(s.start, s.end, s.peak) for s in pinned.segments], slots)
     return place(config, week, loads)
@@ -91,8 +92,9 @@ def make_plan(config: Config, *, week_start: date | None = None) -> Plan:
     plan = Plan(week)
     plan.placements = _placements(config, week)
     assigned = {p.subject: p.gpu for p in plan.placements if p.gpu is not None}
+    groups = by_gpu(config, assigned)
     for gpu in config.gpus or []:
-        planned = _plan_gpu(config, gpu, week, assigned)
+        planned = _plan_gpu(config, gpu, week, groups.get(gpu.name, []))
         if planned is None:
             plan.findings.append(
                 Finding(
@@ -105,7 +107,7 @@ def make_plan(config: Config, *, week_start: date | None = None) -> Plan:
             )
             continue
         plan.gpus.append(planned)
-        plan.findings += _findings(config, planned)
+        plan.findings += _findings(config, planned, groups.get(gpu.name, []))
     for kind, items in (("tenant", config.tenants), ("job", config.jobs)):
         for name, spec in items.items():
             if spec.gpu is None and name not in assigned:
@@ -125,19 +127,20 @@ def make_plan(config: Config, *, week_start: date | None = None) -> Plan:
     return plan
 
 
-def _findings(config: Config, plan: GpuPlan) -> list[Finding]:
+def _findings(config: Config, plan: GpuPlan, names: list[str]) -> list[Finding]:
     found: list[Finding] = []
-    found += _vllm_utilization(config, plan)
+    found += _vllm_utilization(config, plan, names)
     found += _downtime(config, plan)
-    found += _schedule_shifts(config, plan)
+    found += _schedule_shifts(config, plan, names)
     return found
 
 
-def _vllm_utilization(config: Config, plan: GpuPlan) -> list[Finding]:
+def _vllm_utilization(config: Config, plan: GpuPlan, names: list[str]) -> list[Finding]:
     memory = plan.gpu.memory or 0
     found = []
-    for name, tenant in config.tenants.items():
-        if tenant.gpu != plan.gpu.name or not _is_vllm(tenant):
+    for name in names:
+        tenant = config.tenants.get(name)  # type: ignore[call-overload]
+        if tenant is None or not _is_vllm(tenant):
             continue
         neighbours = max(
             (
@@ -192,11 +195,12 @@ def _downtime(config: Config, plan: GpuPlan) -> list[Finding]:
 _DAILY = re.compile(r"^(\d+) (\d+) (.+)$")
 
 
-def _schedule_shifts(config: Config, plan: GpuPlan) -> list[Finding]:
+def _schedule_shifts(config: Config, plan: GpuPlan, names: list[str]) -> list[Finding]:
     """For a job whose runs push the GPU over capacity, the hour that lowers the peak most."""
     found = []
-    for name, job in config.jobs.items():
-        if job.gpu != plan.gpu.name or job.schedule is None:
+    for name in names:
+        job = config.jobs.get(name)  # type: ignore[call-overload]
+        if job is None or job.schedule is None:
             continue
         match = _DAILY.match(job.schedule)
         if match is None:
