@@ -88,3 +88,29 @@ def open_backend_or_exit(name: BackendName, sim_dir: Path | None) -> GpuBackend:
         return open_backend(name, sim_dir=sim_dir)
     except BackendUnavailable as exc:
         fail(exc.message, hint=exc.hint, code=Exit.NO_GPU)
+
+
+def start_batch() -> None:
+    """For one-shot commands that build large, acyclic data (lint, plan): the cyclic collector
+    would walk all of it again and again for nothing."""
+    import gc
+
+    gc.disable()
+
+
+def finish_batch(code: int) -> NoReturn:
+    """Leave without freeing every object one by one: output is flushed, nothing else is owed."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def write_out(text: str) -> None:
+    """Machine-readable output (JSON, SARIF): straight to stdout, no rich rendering on the way."""
+    import sys
+
+    sys.stdout.write(text)
+    sys.stdout.write("\n")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gpuherd.cli.common import Exit, fail, stdout
+from gpuherd.cli.common import Exit, fail, stdout, write_out
 
 if TYPE_CHECKING:
     from gpuherd.doctor.model import Report
@@ -99,7 +99,7 @@ def doctor(
         probe=probe,
     )
     if fmt is Format.json or as_json:
-        stdout.out(json.dumps(report.as_dict(), indent=2))
+        write_out(json.dumps(report.as_dict(), indent=2))
     else:
         render_text(report)
     raise typer.Exit(int(Exit.OK if report.verdict == "ready" else Exit.FAILED))

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gpuherd.cli.common import BackendOpt, ConfigOpt, SimDirOpt, open_backend_or_exit, stdout
+from gpuherd.cli.common import (
+    BackendOpt,
+    ConfigOpt,
+    SimDirOpt,
+    open_backend_or_exit,
+    stdout,
+    write_out,
+)
 from gpuherd.units import format_bytes
 
 if TYPE_CHECKING:
@@ -127,7 +134,7 @@ def gpus(
         if watch is None:
             data = read()
             if as_json:
-                stdout.out(json.dumps(data, indent=2))
+                write_out(json.dumps(data, indent=2))
             else:
                 stdout.print(render(data))
             return

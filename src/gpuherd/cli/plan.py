@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gpuherd.cli.common import Exit, fail, load_config_or_exit, stdout
+from gpuherd.cli.common import (
+    Exit,
+    fail,
+    finish_batch,
+    load_config_or_exit,
+    start_batch,
+    stdout,
+    write_out,
+)
 
 if TYPE_CHECKING:
     from gpuherd.plan.report import GpuPlan, Plan
@@ -113,10 +121,11 @@ def plan(
             fail(f"--week-start {week_start!r}: expected a date like 2026-11-23")
         if start.weekday() != 0:
             fail(f"--week-start {week_start}: a week starts on a Monday")
+    start_batch()
     result = make_plan(load_config_or_exit(config), week_start=start)
     if fmt is Format.json:
-        stdout.out(json.dumps(plan_dict(result), indent=2))
+        write_out(json.dumps(plan_dict(result), indent=2))
     else:
         render_text(result)
     ok = all(g.verdict == "fits" for g in result.gpus)
-    raise typer.Exit(int(Exit.OK if ok else Exit.FAILED))
+    finish_batch(int(Exit.OK if ok else Exit.FAILED))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpuherd.plan.demand import Week, cached_windows
+from gpuherd.plan.demand import Week, by_gpu, cached_windows
 from gpuherd.spec.model import Config, GpuSpec, VramAmount
 
 SLOT = 30  # minutes
@@ -106,31 +106,38 @@ def _partners(config: Config) -> dict[str, set[str]]:
 def place(config: Config, week: Week, pinned_loads: dict[str, list[int]]) -> list[Placement]:
     """Assign unpinned tenants and jobs; `pinned_loads` are per-slot bytes already on each GPU."""
     slots = -(-week.minutes // SLOT)
-    bins = [
-        _Bin(
-            g,
-            g.capacity,
-            list(pinned_loads.get(g.name) or [0] * slots),
-            max(pinned_loads.get(g.name) or [0]),
-            {n for n, t in config.tenants.items() if t.gpu == g.name},
-        )
-        for g in config.gpus or []
-        if g.capacity is not None
-    ]
+    pinned = by_gpu(config)
+    bins = []
+    for g in config.gpus or []:
+        if g.capacity is None:
+            continue
+        load = list(pinned_loads.get(g.name) or [0] * slots)
+        bins.append(_Bin(g, g.capacity, load, max(load, default=0), set(pinned.get(g.name, []))))
     partners = _partners(config)
+    items = items_to_place(config, week, slots)
+    smallest = min((g.memory or 0 for g in config.gpus or [] if g.memory), default=0)
+    sizes = [it.vram.resolve(smallest) or 0 for it in items]
+    # suffix_min[i]: the smallest item still to come; a bin that cannot take even that is full.
+    suffix_min = [0] * (len(items) + 1)
+    suffix_min[-1] = 2**62
+    for k in range(len(items) - 1, -1, -1):
+        suffix_min[k] = min(sizes[k], suffix_min[k + 1])
+    open_bins = bins
     placements: list[Placement] = []
-    for item in items_to_place(config, week, slots):
+    for k, item in enumerate(items):
         avoid = partners.get(item.name, set())
-        target = next(
-            (
-                b
-                for b in bins
-                if (item.node is None or b.gpu.node == item.node)
-                and not avoid & b.members
-                and b.fits(item, item.peak_on(b.gpu))
-            ),
-            None,
-        )
+        peaks: dict[int | None, int] = {}
+        target = None
+        for b in open_bins:
+            if item.node is not None and b.gpu.node != item.node:
+                continue
+            if avoid and avoid & b.members:
+                continue
+            if b.gpu.memory not in peaks:
+                peaks[b.gpu.memory] = item.peak_on(b.gpu)
+            if b.fits(item, peaks[b.gpu.memory]):
+                target = b
+                break
         if target is None:
             where = f" on node {item.node}" if item.node else ""
             placements.append(
@@ -139,7 +146,7 @@ def place(config: Config, week: Week, pinned_loads: dict[str, list[int]]) -> lis
                 )
             )
             continue
-        target.add(item, item.peak_on(target.gpu))
+        target.add(item, peaks[target.gpu.memory])
         left = (target.capacity - target.peak) / 1024**3
         placements.append(
             Placement(
@@ -149,6 +156,8 @@ def place(config: Config, week: Week, pinned_loads: dict[str, list[int]]) -> lis
                 f"first GPU with room at its active times; {left:.1f} GiB left at that GPU's peak",
             )
         )
+        if target.capacity - min(target.load) < suffix_min[k + 1]:
+            open_bins = [b for b in open_bins if b is not target]
     return placements
 
 

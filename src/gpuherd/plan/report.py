@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 from gpuherd.plan.demand import Interval, Week, by_gpu, make_week, members_on, windows
@@ -35,16 +36,17 @@ class GpuPlan:
     preemptions: list[Preemption]
     week: Week
 
-    @property
+    @cached_property
     def peak(self) -> int:
         return max((s.peak for s in self.segments), default=0)
 
-    @property
+    @cached_property
     def typical_peak(self) -> int:
         return max((s.typical for s in self.segments), default=0)
 
     def peak_segments(self) -> list[Segment]:
-        return [s for s in self.segments if s.peak == self.peak and s.members]
+        peak = self.peak
+        return [s for s in self.segments if s.members and s.peak == peak]
 
 
 @dataclass
