@@ -136,3 +136,41 @@ def test_plugin_schema_standalone() -> None:
     ]
     good = "version: v1\nsharing:\n  timeSlicing:\n    resources: [{name: nvidia.com/gpu, replicas: 4, devices: all}]\n"
     assert lint(("p.yaml", good), rule="plugin-schema") == []
+
+
+PER_NODE = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: nvidia-device-plugin-config, namespace: kube-system}
+data:
+  replicas-8: |
+    version: v1
+    sharing:
+      timeSlicing:
+        renameByDefault: true
+        resources: [{name: nvidia.com/gpu, replicas: 8}]
+  default: |
+    version: v1
+    flags: {migStrategy: none}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: NODE, labels: {nvidia.com/device-plugin.config: KEY}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  nodeSelector: {kubernetes.io/hostname: PINNED}
+  containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 1}}}]
+"""
+
+
+def test_per_node_plugin_configs() -> None:
+    def run(node: str, key: str, pinned: str) -> list[Finding]:
+        text = PER_NODE.replace("NODE", node).replace("KEY", key).replace("PINNED", pinned)
+        return lint(("k.yaml", text), rule="shared-name")
+
+    assert len(run("gpu-a", "replicas-8", "gpu-a")) == 1  # that node renames the resource
+    assert run("gpu-a", "default", "gpu-a") == []  # that node shares nothing
+    assert run("gpu-a", "replicas-8", "elsewhere") == []  # node unknown: not certain

@@ -37,6 +37,12 @@ class Format(StrEnum):
     json = "json"
 
 
+class Sharing(StrEnum):
+    shared = "shared"
+    hami = "hami"
+    kai = "kai"
+
+
 def _strip(plan: GpuPlan) -> list[str]:
     """7 rows (days) x 48 half-hours: demand / capacity as a bar, '!' above capacity."""
     rows = []
@@ -101,6 +107,26 @@ def plan(
         Path, typer.Option("--config", "-c", envvar="GPUHERD_CONFIG", help="gpuherd.yaml.")
     ] = Path("gpuherd.yaml"),
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    emit: Annotated[
+        str | None,
+        typer.Option(
+            "--emit",
+            help="Write configs: device-plugin, k8s, vllm, ollama (comma-separated) into --out.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for --emit.")] = Path(
+        "gpuherd-plan"
+    ),
+    sharing: Annotated[
+        Sharing,
+        typer.Option(
+            "--sharing",
+            help="How k8s snippets ask for GPU memory: shared "
+            "(time-slice replicas), hami (nvidia.com/gpumem) or kai "
+            "(gpu-memory annotation).",
+        ),
+    ] = Sharing.shared,
     week_start: Annotated[
         str | None,
         typer.Option(
@@ -111,8 +137,14 @@ def plan(
     ] = None,
 ) -> None:
     """Check whether tenants and jobs fit in VRAM over a week; exit 1 unless every GPU fits."""
+    from gpuherd.plan.emit import WHAT, write
+    from gpuherd.plan.emit import emit as make_emissions
     from gpuherd.plan.report import make_plan, plan_dict
 
+    wanted = [w.strip() for w in (emit or "").split(",") if w.strip()]
+    unknown = sorted(set(wanted) - set(WHAT))
+    if unknown:
+        fail(f"--emit: unknown {', '.join(unknown)}", hint=f"choose from {', '.join(WHAT)}")
     start: date | None = None
     if week_start is not None:
         try:
@@ -122,10 +154,21 @@ def plan(
         if start.weekday() != 0:
             fail(f"--week-start {week_start}: a week starts on a Monday")
     start_batch()
-    result = make_plan(load_config_or_exit(config), week_start=start)
+    spec = load_config_or_exit(config)
+    result = make_plan(spec, week_start=start)
+    emitted = make_emissions(spec, result, wanted, sharing.value) if wanted else []
+    if emitted:
+        try:
+            write(emitted, out)
+        except OSError as exc:
+            fail(f"--out {out}: {exc.strerror or exc}")
+    data = plan_dict(result)
+    data["emitted"] = [{"path": str(out / e.path), "kind": e.kind} for e in emitted]
     if fmt is Format.json:
-        write_out(json.dumps(plan_dict(result), indent=2))
+        write_out(json.dumps(data, indent=2))
     else:
         render_text(result)
+        for item in data["emitted"]:
+            stdout.print(f"wrote {item['path']} ({item['kind']})", markup=False)
     ok = all(g.verdict == "fits" for g in result.gpus)
     finish_batch(int(Exit.OK if ok else Exit.FAILED))

@@ -22,19 +22,69 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding
-from gpuherd.lint.sources.k8s import containers
+from gpuherd.lint.sources.access import as_dict
+from gpuherd.lint.sources.device_plugin import PluginConfig
+from gpuherd.lint.sources.k8s import K8sObject, containers
 
 ID = "shared-name"
 SEVERITY = "error"
 _rule = sys.modules[__name__]
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
-    renamed: dict[str, str] = {}
+_SELECT_LABEL = "nvidia.com/device-plugin.config"
+
+
+def _node_config_keys(ctx: LintContext) -> dict[str, str]:
+    """Node name -> the device-plugin config key its label selects."""
+    keys = {}
+    for node in ctx.objects:
+        if node.kind == "Node":
+            value = as_dict(node.metadata.get("labels")).get(_SELECT_LABEL)
+            if value is not None:
+                keys[node.name] = str(value)
+    return keys
+
+
+def _renames_for(obj: K8sObject, ctx: LintContext, node_keys: dict[str, str]) -> dict[str, str]:
+    """Original -> advertised names that apply to this workload's node.
+
+    A ConfigMap with several keys holds one config per node label; for a workload whose node
+    (and its label) the input does not show, only renames every key agrees on are certain.
+    """
+    groups: dict[str | None, list[PluginConfig]] = {}
     for config in ctx.plugin_configs:
-        renamed.update({o: n for o, n in config.shared_names().items() if o != n})
-    advertised = set(renamed.values())
+        groups.setdefault(config.group, []).append(config)
+    spec = obj.pod_spec()
+    node = None
+    if spec is not None:
+        node = spec[1].get("nodeName") or as_dict(spec[1].get("nodeSelector")).get(
+            "kubernetes.io/hostname"
+        )
+    renamed: dict[str, str] = {}
+    for group, configs in groups.items():
+        if group is None or len(configs) == 1:
+            for config in configs:
+                renamed.update(_changed(config))
+            continue
+        key = node_keys.get(str(node)) if node is not None else None
+        chosen = [c for c in configs if c.key == key] if key is not None else []
+        if chosen:
+            renamed.update(_changed(chosen[0]))
+        else:
+            maps = [_changed(c) for c in configs]
+            renamed.update({o: n for o, n in maps[0].items() if all(m.get(o) == n for m in maps)})
+    return renamed
+
+
+def _changed(config: PluginConfig) -> dict[str, str]:
+    return {o: n for o, n in config.shared_names().items() if o != n}
+
+
+def check(ctx: LintContext) -> Iterator[Finding]:
+    node_keys = _node_config_keys(ctx)
+    advertised = {n for c in ctx.plugin_configs for n in c.shared_names().values()}
     for obj in ctx.objects:
+        renamed = _renames_for(obj, ctx, node_keys) if ctx.plugin_configs else {}
         for c in containers(obj):
             for name in c.resources("limits"):
                 if name not in renamed and not str(name).endswith(".shared"):

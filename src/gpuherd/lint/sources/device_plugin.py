@@ -23,6 +23,8 @@ class PluginConfig:
     data: dict[str, Any]
     value_pos: Callable[[Path], Pos]
     key_pos: Callable[[Path], Pos]
+    group: str | None = None  # the ConfigMap it belongs to (several keys: one config per node)
+    key: str | None = None  # its data key, which nodes select with nvidia.com/device-plugin.config
 
     def sharing(self) -> tuple[str | None, dict[str, Any]]:
         """(strategy name, its settings); (None, {}) when the config shares nothing."""
@@ -105,4 +107,6 @@ def embedded(obj: K8sObject, lines: list[str]) -> Iterator[PluginConfig]:
             doc.data,
             _embedded_mapper(outer, lines, doc.value_pos),
             _embedded_mapper(outer, lines, doc.key_pos),
+            group=obj.label,
+            key=str(key),
         )
