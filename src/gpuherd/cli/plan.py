@@ -22,6 +22,7 @@ from gpuherd.cli.common import (
 
 if TYPE_CHECKING:
     from gpuherd.plan.report import GpuPlan, Plan
+    from gpuherd.spec import Config
 
 _SPARK = " ▁▂▃▄▅▆▇█"
 _VERDICT_STYLE = {
@@ -102,10 +103,46 @@ def render_text(plan: Plan) -> None:
         stdout.print(f"{f.severity}: {f.id}: {f.message}", markup=False)
 
 
+def _load(config: Path | None, manifests: list[Path]) -> Config:
+    from pydantic import ValidationError
+
+    from gpuherd.plan.k8s_input import ManifestError, merged_config, read_manifests
+    from gpuherd.spec import Config
+
+    if not manifests:
+        return load_config_or_exit(config or Path("gpuherd.yaml"))
+    base = load_config_or_exit(config) if config is not None else None
+    try:
+        docs = read_manifests(manifests)
+        data = merged_config(base, docs)
+        return Config.model_validate(data)
+    except ManifestError as exc:
+        fail(str(exc))
+    except (ValidationError, ValueError) as exc:
+        fail(f"--from-k8s: the derived tenants do not validate: {str(exc).splitlines()[0]}")
+
+
 def plan(
     config: Annotated[
-        Path, typer.Option("--config", "-c", envvar="GPUHERD_CONFIG", help="gpuherd.yaml.")
-    ] = Path("gpuherd.yaml"),
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="GPUHERD_CONFIG",
+            help="gpuherd.yaml (default: ./gpuherd.yaml; optional with --from-k8s).",
+            show_default=False,
+        ),
+    ] = None,
+    from_k8s: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from-k8s",
+            help="Manifests (files or directories) to derive tenants "
+            "from (gpuherd.io/vram, /priority, /active annotations, vLLM args, HAMi and "
+            "KAI requests) and, without -c, GPUs from labelled Nodes. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
     emit: Annotated[
         str | None,
@@ -154,7 +191,7 @@ def plan(
         if start.weekday() != 0:
             fail(f"--week-start {week_start}: a week starts on a Monday")
     start_batch()
-    spec = load_config_or_exit(config)
+    spec = _load(config, from_k8s or [])
     result = make_plan(spec, week_start=start)
     emitted = make_emissions(spec, result, wanted, sharing.value) if wanted else []
     if emitted:

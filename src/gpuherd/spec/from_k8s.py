@@ -105,3 +105,105 @@ def workload_claim(
         "; ".join(c.source for c in claims),
         vllm=any(c.vllm for c in claims),
     )
+
+
+# --- tenants and GPUs from manifests (gpuherd plan --from-k8s) --------------------------------
+
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+_ACTIVE_PART = re.compile(r"^\s*(?P<cron>.+?)\s+for\s+(?P<dur>\S+)\s*$")
+
+
+def _dig(data: Any, *path: str) -> Any:
+    for step in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(step)
+    return data
+
+
+def parse_active(text: str) -> list[dict[str, str]] | str:
+    """`always`, or windows written `0 18 * * * for 5h; 0 8 * * 1-5 for 10h`."""
+    if text.strip() in ("", "always"):
+        return "always"
+    windows = []
+    for part in text.split(";"):
+        match = _ACTIVE_PART.match(part)
+        if match is None:
+            raise ValueError(f"gpuherd.io/active: expected 'CRON for DURATION', got {part!r}")
+        windows.append({"cron": match.group("cron"), "for": match.group("dur")})
+    return windows
+
+
+def tenants_from_manifests(docs: list[Any], gpu_by_node: dict[str, str]) -> dict[str, Any]:
+    """Raw tenant entries (validated later by the Config model) for GPU workloads in `docs`."""
+    tenants: dict[str, Any] = {}
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") not in POD_SPEC_PATHS:
+            continue
+        spec = _dig(doc, *POD_SPEC_PATHS[doc["kind"]])
+        if not isinstance(spec, dict):
+            continue
+        meta = _dict(doc.get("metadata"))
+        template_meta = _dig(doc, *POD_SPEC_PATHS[doc["kind"]][:-1], "metadata")
+        annotations = {
+            **_dict(meta.get("annotations")),
+            **_dict(_dict(template_meta).get("annotations")),
+        }
+        claim = workload_claim(
+            annotations, [c for c in _list(spec.get("containers")) if isinstance(c, dict)]
+        )
+        if claim is None:
+            continue
+        name = str(meta.get("name", "workload"))
+        if name in tenants:
+            name = f"{meta.get('namespace', 'default')}.{name}"
+        node = spec.get("nodeName") or _dict(spec.get("nodeSelector")).get("kubernetes.io/hostname")
+        vram: Any = claim.bytes if claim.bytes is not None else {"fraction": claim.fraction}
+        entry: dict[str, Any] = {
+            "vram": vram,
+            "priority": int(str(annotations.get("gpuherd.io/priority", "0"))),
+            "active": parse_active(str(annotations.get("gpuherd.io/active", "always"))),
+        }
+        if claim.vllm:
+            entry["app"] = "vllm"
+        if node is not None and str(node) in gpu_by_node:
+            entry["gpu"] = gpu_by_node[str(node)]
+        elif node is not None:
+            entry["node"] = str(node)
+        tenants[name] = entry
+    return tenants
+
+
+def gpus_from_nodes(docs: list[Any]) -> list[dict[str, Any]]:
+    """GPUs of Node objects labelled by GPU feature discovery (memory in MiB, replicas)."""
+    gpus = []
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != "Node":
+            continue
+        labels = _dict(_dict(doc.get("metadata")).get("labels"))
+        memory = _number(labels.get("nvidia.com/gpu.memory", "x"))
+        if memory is None:
+            continue
+        name = str(_dict(doc.get("metadata")).get("name", "node"))
+        count = int(_number(labels.get("nvidia.com/gpu.count", "1")) or 1)
+        shares = int(_number(labels.get("nvidia.com/gpu.replicas", "1")) or 1)
+        for index in range(count):
+            gpus.append(
+                {
+                    "name": name if count == 1 else f"{name}-{index}",
+                    "node": name,
+                    "index": index,
+                    "model": str(labels.get("nvidia.com/gpu.product", "")) or None,
+                    "memory": int(memory * MIB),
+                    "shares": max(shares, 1),
+                }
+            )
+    return gpus

@@ -96,6 +96,8 @@ class VramAmount:
 def _vram_amount(value: Any) -> VramAmount:
     if isinstance(value, VramAmount):
         return value
+    if isinstance(value, dict) and "bytes" in value and set(value) <= {"bytes", "fraction"}:
+        return VramAmount(bytes=parse_bytes(value["bytes"]))  # read back from model_dump()
     if isinstance(value, dict):
         if set(value) != {"fraction"}:
             raise ValueError("expected a size such as 6GiB or {fraction: 0.7}")
