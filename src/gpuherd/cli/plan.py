@@ -36,6 +36,7 @@ _VERDICT_STYLE = {
 class Format(StrEnum):
     text = "text"
     json = "json"
+    html = "html"
 
 
 class Sharing(StrEnum):
@@ -143,7 +144,15 @@ def plan(
             show_default=False,
         ),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, json, or html (one self-contained "
+            "page with a chart per GPU; redirect it to a file).",
+        ),
+    ] = Format.text,
     emit: Annotated[
         str | None,
         typer.Option(
@@ -203,6 +212,10 @@ def plan(
     data["emitted"] = [{"path": str(out / e.path), "kind": e.kind} for e in emitted]
     if fmt is Format.json:
         write_out(json.dumps(data, indent=2))
+    elif fmt is Format.html:
+        from gpuherd.plan.html import render_html
+
+        write_out(render_html(result))
     else:
         render_text(result)
         for item in data["emitted"]:
