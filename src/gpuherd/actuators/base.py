@@ -1,0 +1,34 @@
+"""The actuator interface. An actuator acts and reports what it did; it never decides whether
+the release worked: the engine checks the GPU backend for that (never trust an exit code or a
+200)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ActuatorError(Exception):
+    """The release or restore action itself failed (command exit code, refused signal...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActContext:
+    tenant: str
+    pids: tuple[int, ...]  # the tenant's GPU processes, from attribution
+    log_dir: Path  # where started processes write their output
+    timeout: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Actuator(Protocol):
+    kind: str
+
+    def release(self, ctx: ActContext) -> dict[str, Any]:
+        """Do the release; return what restore needs to undo it (stored in the journal)."""
+        ...
+
+    def restore(self, ctx: ActContext, detail: dict[str, Any]) -> dict[str, Any]:
+        """Undo the release; return facts about the restored tenant (e.g. a new pid)."""
+        ...
