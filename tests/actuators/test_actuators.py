@@ -90,11 +90,11 @@ def test_factory() -> None:
     config = parse_config(
         "version: 1\ntenants:\n  t:\n    vram: 1GiB\n    preempt:\n"
         "      - command: {release: [a], restore: [b]}\n      - signal: {signal: INT, grace: 2s}\n"
-        "      - ollama: {}\n",
+        "      - checkpoint: {}\n",
         source="t.yaml",
     )
     methods = config.tenants["t"].preempt  # type: ignore[index]
     assert isinstance(actuator_for(methods[0]), CommandActuator)
     assert isinstance(actuator_for(methods[1]), SignalActuator)
-    with pytest.raises(UnsupportedMethod, match="ollama method is not available"):
+    with pytest.raises(UnsupportedMethod, match="checkpoint method is not available"):
         actuator_for(methods[2])

@@ -117,7 +117,11 @@ class SimHost:
                 f"create them with: gpuherd sim init --sim-dir {self.directory} "
                 '--gpu "NVIDIA GeForce RTX 3080 Ti:12GiB"',
             )
-        self._conn = sqlite3.connect(db, timeout=30.0, isolation_level=None)
+        # Readers in other threads (a server's handlers, the broker's workers) share this
+        # connection; SQLite is built serialized and writes go through BEGIN IMMEDIATE.
+        self._conn = sqlite3.connect(
+            db, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         self._conn.execute("PRAGMA busy_timeout = 30000")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         # A process's command line is fixed for its lifetime (pid + start time): read it once.
@@ -317,6 +321,16 @@ class SimHost:
                 (pid, ticks, gpu, nbytes, name, util),
             )
             return nbytes
+
+    def free(self, *, pid: int, gpu: int, nbytes: int) -> int:
+        """Give back part of what `pid` holds on `gpu` (cudaFree); returns what it still holds."""
+        with self._write() as conn:
+            mine = self._holders("WHERE pid = ? AND gpu = ?", (pid, gpu))
+            if not mine:
+                raise SimNoSuchProcess(f"process {pid} holds nothing on GPU {gpu}")
+            left = max(0, mine[0].bytes - nbytes)
+            conn.execute("UPDATE holders SET bytes = ? WHERE id = ?", (left, mine[0].id))
+            return left
 
     def release(self, *, pid: int) -> None:
         """Forget everything `pid` holds (a clean exit); also sweeps rows of dead processes."""
