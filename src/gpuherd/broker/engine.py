@@ -320,6 +320,25 @@ class Engine:
             result=result,
         )
 
+    def cancel(self, job_id: str) -> str:
+        """Cancel a queued job, or stop a running one (its tenants are restored at once)."""
+        row = self.journal.job(job_id)
+        if row is None:
+            raise KeyError(job_id)
+        if row.state == "queued":
+            self.journal.set_job_state(job_id, "cancelled", reason="cancelled")
+            self.waiting.pop(job_id, None)
+            return "cancelled"
+        act = self.active.get(job_id)
+        if act is None:
+            return row.state
+        code = stop(act.running, grace=act.spec.grace) if act.running else -15
+        del self.active[job_id]
+        self.journal.set_job_state(job_id, "restoring", exit_code=code, reason="cancelled")
+        self._restore_all(job_id)
+        self.journal.set_job_state(job_id, "cancelled", reason="cancelled")
+        return "cancelled"
+
     # --- after a crash ------------------------------------------------------------------------
 
     def replay(self) -> None:

@@ -1,0 +1,54 @@
+"""The broker daemon: the engine stepping in a background thread, with a clean stop.
+
+`stop()` lets the current step finish (a release or restore in progress completes: steps are
+synchronous); job processes run in their own process groups and are adopted again by the next
+start. All engine access is serialised by one lock, so API threads and the loop never race.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from gpuherd.broker.engine import Engine
+from gpuherd.gpu.base import GpuSnapshot
+
+T = TypeVar("T")
+
+
+class Daemon:
+    def __init__(self, engine: Engine, *, poll_interval: float = 1.0) -> None:
+        self.engine = engine
+        self.poll_interval = poll_interval
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+        self.last_snapshot: GpuSnapshot | None = None
+        self._thread: threading.Thread | None = None
+
+    def locked(self, fn: Callable[[], T]) -> T:
+        with self.lock:
+            return fn()
+
+    def start(self) -> None:
+        with self.lock:
+            self.engine.replay()
+        self._thread = threading.Thread(target=self._loop, name="gpuherd-engine", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            with self.lock:
+                try:
+                    self.engine.step()
+                    self.last_snapshot = self.engine.backend.snapshot()
+                except Exception as exc:
+                    self.engine.journal.record("engine_error", f"{type(exc).__name__}: {exc}")
+            self.ready.set()
+            self.stopping.wait(self.poll_interval)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -1,0 +1,109 @@
+"""The broker API in-process: submit and follow a job, errors, metrics, OpenAPI, tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gpuherd.api.app import create_app
+from gpuherd.broker.daemon import Daemon
+from gpuherd.broker.engine import Engine
+from gpuherd.broker.journal import Journal
+from gpuherd.gpu.sim import SimBackend
+from gpuherd.spec import parse_config
+from tests.conftest import gpuherd_argv
+
+
+@pytest.fixture
+def daemon(sim_dir: Path, tmp_path: Path) -> Iterator[Daemon]:
+    hold = ", ".join(f"'{a}'" for a in gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir)))
+    config = parse_config(
+        f"""\
+version: 1
+gpus: [{{name: gpu0, index: 0}}]
+jobs:
+  quick: {{gpu: gpu0, vram: 2GiB, priority: 5, command: [{hold}, '--vram', '2GiB', '--for', '0.3s']}}
+  slow: {{gpu: gpu0, vram: 2GiB, command: [{hold}, '--vram', '2GiB', '--for', '30s']}}
+""",
+        source="gpuherd.yaml",
+    )
+    engine = Engine(
+        config=config,
+        backend=SimBackend(sim_dir),
+        journal=Journal(tmp_path / "journal.db"),
+        state_dir=tmp_path,
+        poll=0.05,
+    )
+    d = Daemon(engine, poll_interval=0.05)
+    d.start()
+    yield d
+    d.stop()
+
+
+def follow(
+    client: TestClient, job_id: str, until: set[str], timeout: float = 30.0
+) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data: dict[str, object] = client.get(f"/v1/jobs/{job_id}").json()
+        if data["state"] in until:
+            return data
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {until}")
+
+
+def test_submit_and_follow(daemon: Daemon) -> None:
+    client = TestClient(create_app(daemon))
+    created = client.post("/v1/jobs", json={"name": "quick"})
+    assert created.status_code == 201
+    job = follow(client, created.json()["id"], {"succeeded", "failed"})
+    assert (job["state"], job["exit_code"]) == ("succeeded", 0)
+    assert [j["id"] for j in client.get("/v1/jobs", params={"all": True}).json()] == [job["id"]]
+    assert client.get("/v1/jobs").json() == []
+    kinds = [e["kind"] for e in client.get("/v1/events").json()]
+    assert kinds[0] == "submitted"
+    assert kinds[-1] == "job_succeeded"
+    metrics = client.get("/metrics").text
+    assert 'gpuherd_job_runs_total{outcome="succeeded"} 1.0' in metrics
+    assert "gpuherd_gpu_memory_bytes" in metrics
+    status = client.get("/v1/status").json()
+    assert status["gpus"][0]["memory"]["total"] == 12 * 1024**3
+
+
+def test_field_errors_and_openapi(daemon: Daemon) -> None:
+    client = TestClient(create_app(daemon))
+    unknown = client.post("/v1/jobs", json={"name": "nope"})
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"][0]["loc"] == ["body", "name"]
+    bad = client.post("/v1/jobs", json={})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "name"]
+    assert client.get("/v1/jobs/none").status_code == 404
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/cancel",
+        "/v1/status",
+        "/v1/events",
+        "/metrics",
+    } <= set(paths)
+
+
+def test_cancel_a_running_job(daemon: Daemon) -> None:
+    client = TestClient(create_app(daemon))
+    job_id = client.post("/v1/jobs", json={"name": "slow"}).json()["id"]
+    follow(client, job_id, {"running"})
+    assert client.post(f"/v1/jobs/{job_id}/cancel").json() == {"state": "cancelled"}
+    assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+
+
+def test_token_required_when_given(daemon: Daemon) -> None:
+    client = TestClient(create_app(daemon, token="s3cret"))
+    assert client.get("/v1/status").status_code == 401
+    assert client.get("/v1/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/v1/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
