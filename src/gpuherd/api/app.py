@@ -94,6 +94,24 @@ def create_app(daemon: Daemon, *, token: str | None = None) -> FastAPI:
         except KeyError:
             raise HTTPException(404, detail=f"no job {job_id}") from None
 
+    @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
+    def logs(job_id: str, stream: str = "out") -> str:
+        if engine.journal.job(job_id) is None:
+            raise HTTPException(404, detail=f"no job {job_id}")
+        if stream not in ("out", "err"):
+            raise HTTPException(
+                422,
+                detail=[
+                    {
+                        "loc": ["query", "stream"],
+                        "msg": "stream is out or err",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        path = engine.state_dir / "logs" / f"{job_id}.{stream}"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     @app.get("/v1/status")
     def status() -> dict[str, Any]:
         snap = daemon.last_snapshot

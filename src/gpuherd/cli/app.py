@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from gpuherd import __version__
+from gpuherd.cli import broker as broker_cmd
 from gpuherd.cli import doctor as doctor_cmd
 from gpuherd.cli import gpus as gpus_cmd
 from gpuherd.cli import lint as lint_cmd
@@ -22,7 +23,7 @@ app = typer.Typer(
         "Share a few NVIDIA GPUs between many services and jobs without out-of-memory crashes, "
         "silent CPU fallbacks or lost work.\n\n"
         "Exit codes: 0 ok; 1 the answer is no (a failure, findings); 2 bad arguments or input; "
-        "3 no GPU backend here (try --backend sim)."
+        "3 no GPU backend here (try --backend sim); 4 no broker answers."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -54,6 +55,8 @@ app.command(name="lint")(lint_cmd.lint)
 app.command(name="plan")(plan_cmd.plan)
 app.command(name="validate")(validate_cmd.validate)
 app.add_typer(sim_cmd.app, name="sim")
+for _name in ("serve", "submit", "status", "jobs", "events", "cancel", "logs"):
+    app.command(name=_name)(getattr(broker_cmd, _name))
 
 
 @app.command()

@@ -23,6 +23,7 @@ class Exit(IntEnum):
     FAILED = 1  # the command ran and the answer is "no" (findings, a failed job, OOM)
     USAGE = 2  # bad arguments or bad input files
     NO_GPU = 3  # no GPU backend could be opened here
+    NO_BROKER = 4  # no broker answers on the socket or URL
 
 
 stdout = Console(highlight=False, soft_wrap=True)
