@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,9 +11,8 @@ import pytest
 from gpuherd.actuators.base import ActContext, ActuatorError
 from gpuherd.actuators.http import HttpActuator, OllamaActuator, VllmSleepActuator
 from gpuherd.gpu.sim import SimHost
-from tests.conftest import GIB, wait_for
+from tests.conftest import GIB, gpuherd_argv, wait_for
 
-FAKE = Path(__file__).resolve().parents[1] / "fakes" / "fake_apps.py"
 App = Callable[[str, str], str]
 
 
@@ -24,7 +22,7 @@ def app(sim_dir: Path) -> Iterator[App]:
 
     def start(kind: str, models: str) -> str:
         proc = subprocess.Popen(
-            [sys.executable, str(FAKE), kind, str(sim_dir), models],
+            gpuherd_argv("sim", "app", kind, models, "--sim-dir", str(sim_dir)),
             stdout=subprocess.PIPE,
             text=True,
         )

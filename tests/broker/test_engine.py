@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from gpuherd.gpu.sim import SimBackend, SimHost
 from gpuherd.spec import parse_config
 from tests.conftest import GIB, HolderFactory, gpuherd_argv, wait_for
 
-FAKE = Path(__file__).resolve().parents[1] / "fakes" / "fake_apps.py"
-
 
 def used(sim_dir: Path) -> int:
     with SimHost(sim_dir) as host:
@@ -26,7 +23,7 @@ def used(sim_dir: Path) -> int:
 @pytest.fixture
 def ollama(sim_dir: Path) -> Iterator[str]:
     proc = subprocess.Popen(
-        [sys.executable, str(FAKE), "ollama", str(sim_dir), "llama3=4GiB"],
+        gpuherd_argv("sim", "app", "ollama", "llama3=4GiB", "--sim-dir", str(sim_dir)),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -56,7 +53,7 @@ tenants:
     vram: 4GiB
     priority: 10
     cooldown: 0s
-    match: {{cmdline: "fake_apps.py ollama"}}
+    match: {{cmdline: "sim app ollama"}}
     preempt: [{{ollama: {{url: "{ollama_url}"}}}}]
 jobs:
   render:

@@ -169,3 +169,30 @@ def checkpoint(
         fail(str(exc), code=Exit.FAILED)
     finally:
         host.close()
+
+
+class AppKind(StrEnum):
+    ollama = "ollama"
+    vllm = "vllm"
+    comfyui = "comfyui"
+    a1111 = "a1111"
+
+
+@app.command(name="app")
+def sim_app(
+    kind: Annotated[AppKind, typer.Argument(help="Which application to imitate.")],
+    models: Annotated[str, typer.Argument(help="Loaded models as NAME=SIZE[,NAME=SIZE].")],
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free).")] = 0,
+    sim_dir: SimDirOpt = None,
+) -> None:
+    """A simulated Ollama/vLLM/ComfyUI/A1111 server holding sim VRAM for its models."""
+    from gpuherd.gpu.sim import default_sim_dir
+    from gpuherd.gpu.simapps import parse_models, serve_app
+
+    try:
+        parsed = parse_models(models)
+    except (UnitError, ValueError) as exc:
+        fail(f"models {models!r}: {exc}", hint="e.g. llama3=4GiB,qwen=2GiB")
+    directory = sim_dir or default_sim_dir()
+    _host(directory).close()
+    serve_app(kind.value, directory, parsed, port)

@@ -1,10 +1,11 @@
-"""Fake Ollama / vLLM / ComfyUI / A1111 servers that hold simulated VRAM like the real ones.
+"""Simulated Ollama / vLLM / ComfyUI / A1111 servers that hold sim VRAM like the real ones.
 
 They speak the endpoints and payload shapes the actuators use (Ollama /api/ps and /api/generate
 with keep_alive, vLLM /sleep, /is_sleeping, /wake_up, ComfyUI /free, A1111 unload/reload), and
 allocate or free their models' memory on the sim GPU, so a test sees on the backend whether a
-release really freed memory. Run: python fake_apps.py KIND SIM_DIR MODEL=SIZE[,MODEL=SIZE]
-It prints `listening PORT` when ready and exits cleanly on SIGTERM.
+release really freed memory; the demo and the tests use them. Run through
+`gpuherd sim app KIND MODEL=SIZE[,MODEL=SIZE]`; it prints `listening PORT` when ready and exits
+cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -133,16 +133,22 @@ def handler(app: App) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def main() -> None:
-    kind, sim_dir, spec = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    models = {k: parse_bytes(v) for k, v in (item.split("=") for item in spec.split(","))}
+def serve_app(kind: str, sim_dir: Path, models: dict[str, int], port: int = 0) -> None:
+    """Run until SIGTERM/SIGINT; prints `listening PORT` once it accepts connections."""
     app = App(kind, sim_dir, models)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(app))
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler(app))
+
+    def stop(*_: object) -> None:
+        threading.Thread(target=server.shutdown).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     print(f"listening {server.server_address[1]}", flush=True)
-    server.serve_forever()
-    app.host.release(pid=os.getpid())
+    try:
+        server.serve_forever()
+    finally:
+        app.host.release(pid=os.getpid())
 
 
-if __name__ == "__main__":
-    main()
+def parse_models(spec: str) -> dict[str, int]:
+    return {k: parse_bytes(v) for k, v in (item.split("=", 1) for item in spec.split(","))}
