@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,6 +108,71 @@ def test_render_releases_ollama_runs_and_restores(
     assert used(sim_dir) == 9 * GIB  # ollama's model is back, the render's memory is gone
     (release,) = engine.journal.releases()
     assert release.detail["models"][0]["model"] == "llama3"
+    # The result record, in the journal and as JSON in the state dir.
+    result = json.loads((tmp_path / "state" / "results" / f"{job}.json").read_text())
+    assert result == engine.journal.job(job).result  # type: ignore[union-attr]
+    assert result["outcome"] == "succeeded"
+    assert result["peak_vram_bytes"] == 6 * GIB
+    assert [(c["check"], c["ok"]) for c in result["checks"]] == [
+        ("exit_code 0", True),
+        ("not_on_cpu", True),
+    ]
+    (down,) = result["released"]
+    assert (down["tenant"], down["method"], down["state"]) == ("ollama", "ollama", "restored")
+    assert 1.5 <= down["down_s"] < 30
+    assert 1.5 <= result["ran_s"] < 30
+
+
+def test_a_job_not_on_the_gpu_is_stopped_early_and_tenants_return(
+    sim_dir: Path, holder: HolderFactory, ollama: str, tmp_path: Path
+) -> None:
+    """Seed 000: the render fell back to llvmpipe and ran for hours. not_on_cpu stops it."""
+    holder("--vram", "2GiB", "--name", "plex")
+    holder("--vram", "3GiB", "--name", "whisper")
+    cpu_job = f"""\
+  cpu-render:
+    gpu: gpu0
+    vram: 6GiB
+    priority: 50
+    timeout: 10m
+    grace: 2s
+    command: ['{sys.executable}', '-c', 'import time; time.sleep(600)']
+    success: [{{not_on_cpu: 1s}}]
+"""
+    engine = engine_for(config_text(sim_dir, ollama, cpu_job), sim_dir, tmp_path / "state")
+    job = engine.submit("cpu-render")
+    started = time.monotonic()
+    engine.run_until_idle(timeout=60)
+    assert time.monotonic() - started < 20  # not the ten minutes of its timeout
+    row = engine.journal.job(job)
+    assert row is not None
+    assert row.state == "failed"
+    assert row.reason is not None
+    assert row.reason.startswith("not on the GPU after 1s: stopped early")
+    assert "no process of the job appeared on the GPU within 1s" in row.reason
+    assert used(sim_dir) == 9 * GIB  # ollama came back
+    assert [e.kind for e in engine.journal.events()].count("job_stopping") == 1
+
+
+def test_a_job_past_its_timeout_is_stopped_and_fails(
+    sim_dir: Path, holder: HolderFactory, ollama: str, tmp_path: Path
+) -> None:
+    slow = f"""\
+  slow:
+    gpu: gpu0
+    vram: 1GiB
+    timeout: 1s
+    grace: 1s
+    command: ['{sys.executable}', '-c', 'import time; time.sleep(600)']
+"""
+    engine = engine_for(config_text(sim_dir, ollama, slow), sim_dir, tmp_path / "state")
+    job = engine.submit("slow")
+    engine.run_until_idle(timeout=30)
+    row = engine.journal.job(job)
+    assert row is not None
+    assert row.state == "failed"
+    assert row.reason is not None
+    assert row.reason.startswith("timed out after 1s (timeout 1s); exit_code 0: exited -15")
 
 
 def test_preflight_failure_touches_no_tenant(

@@ -109,7 +109,7 @@ def test_success_checks(tmp_path: Path) -> None:
         "      - glob: {pattern: 'out/d-*/*.jpg', min_count: 1313}\n"
         "      - done_file: {path: done, timeout: 1s}\n      - not_on_cpu: 2m\n"
     )
-    results = success(spec, exit_code=0, workdir=tmp_path, seen_on_gpu=False)
+    results = success(spec, exit_code=0, workdir=tmp_path, gpu_after=None)
     assert [(r.check, r.ok) for r in results] == [
         ("exit_code 0", True),
         ("glob out/d-*/*.jpg", True),
@@ -119,6 +119,28 @@ def test_success_checks(tmp_path: Path) -> None:
     ]
     assert "probably ran on the CPU" in results[4].detail
     (tmp_path / "done").write_text("")
-    again = success(spec, exit_code=1, workdir=tmp_path, seen_on_gpu=True)
+    again = success(spec, exit_code=1, workdir=tmp_path, gpu_after=3.0)
     assert [r.ok for r in again] == [False, True, False, True, True]
     assert os.path.exists(tmp_path / "done")
+    late = success(spec, exit_code=0, workdir=tmp_path, gpu_after=500.0)
+    assert not late[4].ok
+    assert "first seen after 500.0s" in late[4].detail
+
+
+def test_exit_zero_is_required_unless_the_job_says_otherwise(tmp_path: Path) -> None:
+    plain = job_spec("    vram: 1GiB\n    command: [x]\n")
+    assert [
+        (r.check, r.ok) for r in success(plain, exit_code=0, workdir=tmp_path, gpu_after=None)
+    ] == [("exit_code 0", True)]
+    assert not success(plain, exit_code=3, workdir=tmp_path, gpu_after=None)[0].ok
+    custom = job_spec("    vram: 1GiB\n    command: [x]\n    success: [{exit_code: 3}]\n")
+    assert [r.ok for r in success(custom, exit_code=3, workdir=tmp_path, gpu_after=None)] == [True]
+    # Adopted after a restart, the exit code is unknown: other checks judge, else it fails.
+    (tmp_path / "done").write_text("")
+    judged = job_spec("    vram: 1GiB\n    command: [x]\n    success: [{done_file: done}]\n")
+    assert [
+        (r.check, r.ok) for r in success(judged, exit_code=None, workdir=tmp_path, gpu_after=None)
+    ] == [("done_file done", True)]
+    unknown = success(plain, exit_code=None, workdir=tmp_path, gpu_after=None)
+    assert not unknown[0].ok
+    assert "unknown" in unknown[0].detail

@@ -8,6 +8,9 @@ process still lives is adopted again, one whose process is gone is failed ("brok
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +35,15 @@ from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.ids import JobName, TenantName
 from gpuherd.spec.model import Config, GpuSpec, JobSpec
 
+CRASH_POINTS = ("after_intent", "after_release", "job_running", "after_exit", "mid_restore")
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash tests: GPUHERD_CRASH_AT=<name> kills the broker right
+    here, as a power cut or kill -9 would. Never set in normal operation."""
+    if os.environ.get("GPUHERD_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 @dataclass
 class Active:
@@ -41,8 +53,30 @@ class Active:
     spec: JobSpec
     gpu: GpuSpec
     running: RunningJob | None  # None for a job adopted after a restart (no Popen handle)
-    seen_on_gpu: bool = False
     workdir: Path = Path(".")
+    gpu_seen_at: float | None = None  # when one of its processes first showed on the GPU
+    peak_vram: int = 0
+    vram_now: int = 0
+    stopped_for: str | None = None  # why the broker stopped it (timeout, not on the GPU)
+
+    @property
+    def pid(self) -> int:
+        return self.running.pid if self.running is not None else self.row.pid or 0
+
+
+def _job_usage(pid: int, snap: GpuSnapshot) -> tuple[bool, int]:
+    """(on the GPU, bytes used) for the job's process group: the job runs in its own group, so
+    its children (a renderer spawned by a wrapper script) count as the job."""
+    on, used = False, 0
+    for proc in snap.processes:
+        if proc.pid != pid:
+            try:
+                if os.getpgid(proc.pid) != pid:
+                    continue
+            except OSError:  # gone, or in another pid namespace
+                continue
+        on, used = True, used + (proc.used_bytes or 0)
+    return on, used
 
 
 @dataclass
@@ -81,10 +115,12 @@ class Engine:
             dev = snap.device(index) if index is not None else None
             if dev is None:
                 continue
+            # A job keeps its whole `vram` until it exits: one that has not allocated yet, or
+            # has freed before exiting, would otherwise lend out the room its tenants need back.
             promised = sum(
-                a.spec.vram.resolve(dev.memory_total) or 0
+                max(0, (a.spec.vram.resolve(dev.memory_total) or 0) - a.vram_now)
                 for a in self.active.values()
-                if a.gpu.name == gpu.name and not a.seen_on_gpu
+                if a.gpu.name == gpu.name
             )
             states.append(
                 GpuState(name=gpu.name, free=dev.memory_free - gpu.reserve, promised=promised)
@@ -122,7 +158,10 @@ class Engine:
 
     def step(self) -> None:
         snap = self.backend.snapshot()
-        self._watch(snap)
+        if self._watch(snap):
+            # Jobs ended and tenants came back: the reading before that is stale, and
+            # scheduling on it would admit a job into memory the restores just took.
+            snap = self.backend.snapshot()
         queued = [j for j in self.journal.jobs() if j.state == "queued"]
         if not queued:
             return
@@ -169,10 +208,11 @@ class Engine:
         workdir = Path(spec.workdir) if spec.workdir else self.state_dir
         failed = [c for c in preflight(spec, workdir) if not c.ok]
         if failed:  # before any tenant is touched
-            self.journal.set_job_state(
+            self._end(
                 row.id,
                 "failed",
                 reason="preflight: " + "; ".join(f"{c.check}: {c.detail}" for c in failed),
+                result={"preflight": [{"check": c.check, "detail": c.detail} for c in failed]},
             )
             return
         self.journal.set_job_state(row.id, "releasing")
@@ -182,22 +222,29 @@ class Engine:
                     row.id, "restoring", reason=f"could not release {tenant}"
                 )
                 self._restore_all(row.id)
-                self.journal.set_job_state(row.id, "failed", reason=f"could not release {tenant}")
+                self._end(row.id, "failed", reason=f"could not release {tenant}", result={})
                 return
         self.journal.set_job_state(row.id, "starting")
-        running = launch(
-            row.id,
-            spec,
-            gpu=gpu.uuid or str(gpu.index or 0),
-            log_dir=self.state_dir / "logs",
-            workdir=workdir,
-        )
+        try:
+            running = launch(
+                row.id,
+                spec,
+                gpu=gpu.uuid or str(gpu.index or 0),
+                log_dir=self.state_dir / "logs",
+                workdir=workdir,
+            )
+        except OSError as exc:  # vanished binary, bad workdir: give the tenants back at once
+            self.journal.set_job_state(row.id, "restoring", reason=f"could not start: {exc}")
+            self._restore_all(row.id)
+            self._end(row.id, "failed", reason=f"could not start: {exc}", result={})
+            return
         self.journal.set_job_state(
             row.id, "running", pid=running.pid, pid_start_ticks=running.start_ticks
         )
         job = self.journal.job(row.id)
         assert job is not None
         self.active[row.id] = Active(job, spec, gpu, running, workdir=workdir)
+        crash_point("job_running")
 
     def _release(self, job_id: str, tenant: str, held: tuple[int, tuple[int, ...]]) -> bool:
         """Try the tenant's methods in order until the backend shows its memory gone."""
@@ -209,6 +256,7 @@ class Engine:
                 self.journal.record("release_skipped", str(exc), job_id=job_id, tenant=tenant)
                 continue
             release_id = self.journal.release_intent(job_id, tenant, method.kind)
+            crash_point("after_intent")
             ctx = ActContext(
                 tenant=tenant,
                 pids=held[1],
@@ -226,6 +274,7 @@ class Engine:
                 self.journal.mark_released(
                     release_id, method=method.kind, detail={**detail, "held": held[0]}
                 )
+                crash_point("after_release")
                 return True
             # Not freed: restore what this attempt may have half done, then try the next method.
             self.journal.restore_intent(release_id)
@@ -246,6 +295,11 @@ class Engine:
         self, release_id: int, tenant: str, kind: str | None, detail: dict[str, Any]
     ) -> bool:
         spec = self.config.tenants[TenantName(tenant)]
+        if self._held(self.backend.snapshot()).get(tenant, (0, ()))[0] > 0:
+            # Trust the hardware: it holds memory, so it runs (a crash hit between the intent
+            # and the release, or it came back by itself). Restoring would start it twice.
+            self.journal.mark_restored(release_id)
+            return True
         method = next((m for m in spec.preempt if m.kind == kind), None)
         if method is None:
             self.journal.mark_restore_failed(release_id, f"no {kind} method any more")
@@ -267,58 +321,134 @@ class Engine:
 
     def _restore_all(self, job_id: str | None) -> None:
         """Restore in reverse release order (pending_restores is newest first)."""
+        done = 0
         for release in self.journal.pending_restores():
             if job_id is not None and release.job_id != job_id:
                 continue
+            if done:
+                crash_point("mid_restore")
             self.journal.restore_intent(release.id)
             self._restore_one(release.id, release.tenant, release.method, release.detail)
+            done += 1
 
-    def _watch(self, snap: GpuSnapshot) -> None:
-        pids_on_gpu = {p.pid for p in snap.processes}
+    def _watch(self, snap: GpuSnapshot) -> int:
+        """Follow the running jobs; returns how many ended."""
+        now = self.clock()
+        ended_jobs = 0
         for job_id, act in list(self.active.items()):
-            if act.running is not None and act.running.pid in pids_on_gpu:
-                act.seen_on_gpu = True
-            code = self._exit_code(act)
-            if code is None:
-                if self.clock() - (act.row.started_at or self.clock()) > act.spec.timeout:
-                    code = stop(act.running, grace=act.spec.grace) if act.running else -9
-                    self.journal.record("job_timeout", "timed out", job_id=job_id)
-                else:
+            on_gpu, used = _job_usage(act.pid, snap)
+            if on_gpu and act.gpu_seen_at is None:
+                act.gpu_seen_at = now
+            act.vram_now, act.peak_vram = used, max(act.peak_vram, used)
+            ended, code = self._exit_code(act)
+            if not ended:
+                act.stopped_for = self._must_stop(act, now - (act.row.started_at or now))
+                if act.stopped_for is None:
                     continue
+                self.journal.record("job_stopping", act.stopped_for, job_id=job_id)
+                code = self._stop(act)
             self._finish(job_id, act, code)
+            ended_jobs += 1
+        return ended_jobs
 
-    def _exit_code(self, act: Active) -> int | None:
+    def _must_stop(self, act: Active, elapsed: float) -> str | None:
+        if elapsed > act.spec.timeout:
+            return f"timed out after {elapsed:.0f}s (timeout {act.spec.timeout:g}s)"
+        for check in act.spec.success:
+            if check.not_on_cpu and act.gpu_seen_at is None and elapsed > check.not_on_cpu.within:
+                # Seed 000: a render on llvmpipe runs for hours; stop it now, not at the end.
+                return (
+                    f"not on the GPU after {check.not_on_cpu.within:g}s: stopped early "
+                    "(it is probably rendering or computing on the CPU)"
+                )
+        return None
+
+    def _stop(self, act: Active) -> int | None:
         if act.running is not None:
-            return act.running.proc.poll()
-        alive = act.row.pid is not None and start_ticks(act.row.pid) == act.row.pid_start_ticks
-        return None if alive else -1  # an adopted job's exit code is not ours to read
+            return stop(act.running, grace=act.spec.grace)
+        # Adopted after a restart: no Popen handle, so signal the group and watch it go.
+        ticks = act.row.pid_start_ticks
+        for sig, wait_for in ((signal.SIGTERM, act.spec.grace), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(act.pid, sig)
+            except OSError:
+                break
+            deadline = time.monotonic() + wait_for
+            while start_ticks(act.pid) == ticks and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return None
 
-    def _finish(self, job_id: str, act: Active, code: int) -> None:
+    def _exit_code(self, act: Active) -> tuple[bool, int | None]:
+        """(ended, exit code); an adopted job's exit code is not ours to read (None)."""
+        if act.running is not None:
+            code = act.running.proc.poll()
+            return code is not None, code
+        return start_ticks(act.pid) != act.row.pid_start_ticks, None
+
+    def _finish(self, job_id: str, act: Active, code: int | None) -> None:
         del self.active[job_id]
+        crash_point("after_exit")
         self.journal.set_job_state(job_id, "restoring", exit_code=code)
         self._restore_all(job_id)  # as soon as the job ends, whatever its outcome
+        started = act.row.started_at or self.clock()
         checks = success(
             act.spec,
             exit_code=code,
             workdir=act.workdir,
-            seen_on_gpu=act.seen_on_gpu if act.running else None,
+            gpu_after=None if act.gpu_seen_at is None else act.gpu_seen_at - started,
         )
-        failed = [c for c in checks if not c.ok]
+        reasons = [act.stopped_for] if act.stopped_for else []
+        reasons += [f"{c.check}: {c.detail}" for c in checks if not c.ok]
+        outcome = "failed" if reasons else "succeeded"
         result = {
             "exit_code": code,
-            "checks": [
-                c.__dict__
-                if hasattr(c, "__dict__")
-                else {"check": c.check, "ok": c.ok, "detail": c.detail}
-                for c in checks
+            "outcome": outcome,
+            "stopped_for": act.stopped_for,
+            "peak_vram_bytes": act.peak_vram,
+            "checks": [{"check": c.check, "ok": c.ok, "detail": c.detail} for c in checks],
+        }
+        self._end(job_id, outcome, reason="; ".join(reasons) or None, result=result)
+
+    def _end(
+        self, job_id: str, outcome: str, *, reason: str | None, result: dict[str, Any]
+    ) -> None:
+        """The final state, with the result record in the journal and as JSON in the state
+        dir: times, which tenants were released, by what, and how long each was down."""
+        self.journal.set_job_state(job_id, outcome, reason=reason)
+        row = self.journal.job(job_id)
+        assert row is not None
+        result = {
+            "id": job_id,
+            "name": row.name,
+            "outcome": outcome,
+            "reason": reason,
+            "submitted_at": row.submitted_at,
+            "started_at": row.started_at,
+            "ended_at": row.ended_at,
+            "ran_s": None
+            if row.started_at is None or row.ended_at is None
+            else row.ended_at - row.started_at,
+            **result,
+            "released": [
+                {
+                    "tenant": r.tenant,
+                    "method": r.method,
+                    "state": r.state,
+                    "released_at": r.released_at,
+                    "restored_at": r.restored_at,
+                    "down_s": None
+                    if r.released_at is None or r.restored_at is None
+                    else r.restored_at - r.released_at,
+                }
+                for r in self.journal.releases(job_id=job_id)
             ],
         }
-        self.journal.set_job_state(
-            job_id,
-            "failed" if failed else "succeeded",
-            reason="; ".join(f"{c.check}: {c.detail}" for c in failed) or None,
-            result=result,
-        )
+        self.journal.set_result(job_id, result)
+        results = self.state_dir / "results"
+        results.mkdir(mode=0o700, exist_ok=True)
+        tmp = results / f".{job_id}.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(results / f"{job_id}.json")  # never a half-written record
 
     def cancel(self, job_id: str) -> str:
         """Cancel a queued job, or stop a running one (its tenants are restored at once)."""
@@ -336,7 +466,7 @@ class Engine:
         del self.active[job_id]
         self.journal.set_job_state(job_id, "restoring", exit_code=code, reason="cancelled")
         self._restore_all(job_id)
-        self.journal.set_job_state(job_id, "cancelled", reason="cancelled")
+        self._end(job_id, "cancelled", reason="cancelled", result={"exit_code": code})
         return "cancelled"
 
     # --- after a crash ------------------------------------------------------------------------
@@ -359,7 +489,7 @@ class Engine:
             if row.state != "queued":
                 self.journal.set_job_state(row.id, "restoring", reason="broker-restart")
                 self._restore_all(row.id)
-                self.journal.set_job_state(row.id, "failed", reason="broker-restart")
+                self._end(row.id, "failed", reason="broker-restart", result={})
         # Releases of jobs that are neither queued nor watched: give the tenants back.
         watched = set(self.active)
         for release in self.journal.pending_restores():

@@ -88,6 +88,24 @@ class JobRow:
     pid_start_ticks: int | None
     exit_code: int | None
     reason: str | None
+    result: dict[str, Any] | None = None  # the result record, once the job ended
+
+
+def _job_row(r: tuple[Any, ...]) -> JobRow:
+    return JobRow(
+        id=r[0],
+        name=r[1],
+        spec=json.loads(r[2]),
+        state=r[3],
+        submitted_at=r[4],
+        started_at=r[5],
+        ended_at=r[6],
+        pid=r[7],
+        pid_start_ticks=r[8],
+        exit_code=r[9],
+        reason=r[10],
+        result=json.loads(r[11]) if r[11] else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +243,10 @@ class Journal:
             message = f"job {state}" + (f": {reason}" if reason else "")
             self._event(conn, f"job_{state}", message, job_id=job_id)
 
+    def set_result(self, job_id: str, result: dict[str, Any]) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE jobs SET result = ? WHERE id = ?", (json.dumps(result), job_id))
+
     def job(self, job_id: str) -> JobRow | None:
         rows = self._jobs("WHERE id = ?", (job_id,))
         return rows[0] if rows else None
@@ -237,9 +259,10 @@ class Journal:
     def _jobs(self, where: str, args: tuple[object, ...]) -> list[JobRow]:
         sql = (
             "SELECT id, name, spec, state, submitted_at, started_at, ended_at, pid, "  # noqa: S608
-            f"pid_start_ticks, exit_code, reason FROM jobs {where} ORDER BY submitted_at, id"
+            f"pid_start_ticks, exit_code, reason, result FROM jobs {where} "
+            "ORDER BY submitted_at, id"
         )
-        return [JobRow(r[0], r[1], json.loads(r[2]), *r[3:]) for r in self._conn.execute(sql, args)]
+        return [_job_row(r) for r in self._conn.execute(sql, args)]
 
     # --- releases (the intents) ---------------------------------------------------------------
 

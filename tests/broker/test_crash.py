@@ -1,0 +1,168 @@
+"""kill -9 the broker at each point of a job's life, restart it, and check that every tenant is
+back, no job ran twice, no job is lost, and the events tell what happened."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gpuherd.broker.journal import Journal
+from gpuherd.gpu.sim import SimHost
+from tests.conftest import GIB, HolderFactory, gpuherd_argv
+
+
+def config(sim_dir: Path, ollama: str) -> str:
+    hold = ", ".join(f"'{a}'" for a in gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir)))
+    return f"""\
+version: 1
+gpus: [{{name: gpu0, index: 0}}]
+broker: {{poll_interval: 0.1s}}
+tenants:
+  plex: {{gpu: gpu0, vram: 2GiB, priority: 100, preemptible: false, match: {{cmdline: "--name plex"}}}}
+  whisper:
+    gpu: gpu0
+    vram: 3GiB
+    priority: 20
+    cooldown: 0s
+    match: {{cmdline: "--name whisper"}}
+    preempt: [{{signal: {{grace: 5s, start: [{hold}, '--vram', '3GiB', '--name', 'whisper']}}}}]
+  ollama:
+    gpu: gpu0
+    vram: 4GiB
+    priority: 10
+    cooldown: 0s
+    match: {{cmdline: "sim app ollama"}}
+    preempt: [{{ollama: {{url: "{ollama}"}}}}]
+jobs:
+  render:
+    gpu: gpu0
+    vram: 8GiB
+    priority: 50
+    timeout: 60s
+    command: [{hold}, '--vram', '8GiB', '--for', '3s', '--name', 'render']
+"""
+
+
+@pytest.fixture
+def ollama(sim_dir: Path) -> Iterator[str]:
+    proc = subprocess.Popen(
+        gpuherd_argv("sim", "app", "ollama", "llama3=4GiB", "--sim-dir", str(sim_dir)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    yield f"http://127.0.0.1:{proc.stdout.readline().split()[1]}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def story(journal: Journal) -> str:
+    return "\n".join(
+        f"{e.at:.2f} {e.kind} {e.job_id} {e.tenant} {e.message}" for e in journal.events()
+    )
+
+
+def holders(sim_dir: Path) -> dict[str, int]:
+    with SimHost(sim_dir) as host:
+        snap = host.snapshot()
+    return {p.name or "?": p.used_bytes or 0 for p in snap.processes}
+
+
+def serve(
+    cfg: Path, sim_dir: Path, state: Path, sock: Path, crash: str | None
+) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GPUHERD_CRASH_AT"}
+    if crash:
+        env["GPUHERD_CRASH_AT"] = crash
+    proc = subprocess.Popen(
+        gpuherd_argv(
+            "serve",
+            "-c",
+            str(cfg),
+            "--backend",
+            "sim",
+            "--sim-dir",
+            str(sim_dir),
+            "--state",
+            str(state),
+            "--socket",
+            str(sock),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    if crash is None:  # a crashing broker may die before it listens
+        assert json.loads(proc.stdout.readline())["event"] == "listening"
+    return proc
+
+
+@pytest.mark.parametrize(
+    "point", ["after_intent", "after_release", "job_running", "after_exit", "mid_restore"]
+)
+def test_kill_9_and_restart(
+    point: str, sim_dir: Path, holder: HolderFactory, ollama: str, tmp_path: Path
+) -> None:
+    holder("--vram", "2GiB", "--name", "plex")
+    holder("--vram", "3GiB", "--name", "whisper")
+    cfg = tmp_path / "gpuherd.yaml"
+    cfg.write_text(config(sim_dir, ollama))
+    state, sock = tmp_path / "state", tmp_path / "gpuherd.sock"
+    state.mkdir(mode=0o700)
+    journal = Journal(state / "journal.db")  # both queued before the broker's first step
+    job_id = journal.submit("render", {"job": "render"})
+    queued = journal.submit("render", {"job": "render"})  # waits; must survive the crash
+    journal.close()
+    first = serve(cfg, sim_dir, state, sock, crash=point)
+    assert first.wait(timeout=60) == -9  # killed at the crash point, no cleanup
+    second = serve(cfg, sim_dir, state, sock, crash=None)
+    try:
+        journal = Journal(state / "journal.db")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = [journal.job(job_id), journal.job(queued)]
+            if (
+                all(r is not None and r.state in ("succeeded", "failed") for r in rows)
+                and not journal.pending_restores()
+            ):
+                break
+            time.sleep(0.2)
+        row = journal.job(job_id)
+        assert row is not None
+        assert row.state in ("succeeded", "failed"), story(journal)
+        events = [e for e in journal.events() if e.job_id == job_id]
+        assert [e.kind for e in events].count("job_starting") <= 1  # never started twice
+        # The story: the job was either watched to its end or failed for the restart.
+        assert any(e.kind == "job_adopted" or "broker-restart" in e.message for e in events), [
+            (e.kind, e.message) for e in events
+        ]
+        second_job = journal.job(queued)
+        assert second_job is not None
+        assert second_job.state == "succeeded", story(journal)
+        assert [e.kind for e in journal.events() if e.job_id == queued].count("job_starting") == 1
+        deadline = time.monotonic() + 20
+        while holders(sim_dir).get("render") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        held = holders(sim_dir)
+        assert {name: held.get(name) for name in ("plex", "whisper", "ollama")} == {
+            "plex": 2 * GIB,
+            "whisper": 3 * GIB,
+            "ollama": 4 * GIB,
+        }  # everyone is back
+        assert journal.pending_restores() == []
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+        with SimHost(sim_dir) as host:  # the whisper a restore started is not the fixture's
+            for proc in host.snapshot().processes:
+                if proc.name == "whisper":
+                    os.kill(proc.pid, signal.SIGTERM)
