@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
 from gpuherd.broker.daemon import Daemon
-from gpuherd.broker.journal import JobRow
+from gpuherd.broker.journal import TENANT_STATES, JobRow
 from gpuherd.broker.metrics import BrokerCollector
 from gpuherd.ids import JobName
 
@@ -115,7 +115,9 @@ def create_app(daemon: Daemon, *, token: str | None = None) -> FastAPI:
     @app.get("/v1/status")
     def status() -> dict[str, Any]:
         snap = daemon.last_snapshot
-        open_releases = {r.tenant: r.state for r in engine.journal.releases(open_only=True)}
+        open_releases = {
+            r.tenant: TENANT_STATES[r.state] for r in engine.journal.releases(open_only=True)
+        }
         return {
             "gpus": []
             if snap is None

@@ -34,6 +34,7 @@ from gpuherd.gpu.base import GpuBackend, GpuSnapshot
 from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.ids import JobName, TenantName
 from gpuherd.spec.model import Config, GpuSpec, JobSpec
+from gpuherd.units import format_bytes
 
 CRASH_POINTS = ("after_intent", "after_release", "job_running", "after_exit", "mid_restore")
 
@@ -158,7 +159,7 @@ class Engine:
 
     def step(self) -> None:
         snap = self.backend.snapshot()
-        if self._watch(snap):
+        if self._watch(snap) + self._retry_restores():
             # Jobs ended and tenants came back: the reading before that is stale, and
             # scheduling on it would admit a job into memory the restores just took.
             snap = self.backend.snapshot()
@@ -291,6 +292,21 @@ class Engine:
                 return False
             time.sleep(self.poll)
 
+    def _wait_free(self, gpu_name: str | None, need: int, *, timeout: float) -> int | None:
+        """None once `need` bytes are free on the GPU, else the free bytes seen at the end (a
+        finished job's memory may take a moment to go back to the driver)."""
+        gpu = self.config.gpu(gpu_name or "")
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.backend.snapshot()
+            index = self._gpu_index(gpu, snap) if gpu is not None else None
+            dev = snap.device(index) if index is not None else None
+            if dev is None or dev.memory_free >= need:
+                return None
+            if time.monotonic() >= deadline:
+                return dev.memory_free
+            time.sleep(self.poll)
+
     def _restore_one(
         self, release_id: int, tenant: str, kind: str | None, detail: dict[str, Any]
     ) -> bool:
@@ -304,6 +320,16 @@ class Engine:
         if method is None:
             self.journal.mark_restore_failed(release_id, f"no {kind} method any more")
             return False
+        expected = int(detail.get("held", 1) or 0)
+        free = self._wait_free(spec.gpu, expected, timeout=min(spec.restore_timeout, 10.0))
+        if free is not None:
+            # Do not even try: a model load would OOM and a cuda-checkpoint restore without
+            # room fails for good. Retried with backoff once the memory is back.
+            self.journal.mark_restore_failed(
+                release_id,
+                f"needs {format_bytes(expected)} free on {spec.gpu}, {format_bytes(free)} free",
+            )
+            return False
         ctx = ActContext(
             tenant=tenant, pids=(), log_dir=self.state_dir / "logs", timeout=spec.restore_timeout
         )
@@ -312,7 +338,6 @@ class Engine:
         except (ActuatorError, UnsupportedMethod) as exc:
             self.journal.mark_restore_failed(release_id, str(exc))
             return False
-        expected = int(detail.get("held", 1) or 0)
         if expected and not self._wait_held(tenant, lambda b: b > 0, spec.restore_timeout):
             self.journal.mark_restore_failed(release_id, "its memory did not come back in time")
             return False
@@ -330,6 +355,21 @@ class Engine:
             self.journal.restore_intent(release.id)
             self._restore_one(release.id, release.tenant, release.method, release.detail)
             done += 1
+
+    def _retry_restores(self) -> int:
+        """Failed restores of jobs no longer running, retried with capped exponential backoff
+        (never dropped: a tenant left down is the 4 AM failure this tool exists to prevent)."""
+        broker, now, tried = self.config.broker, self.clock(), 0
+        for release in self.journal.pending_restores():
+            if release.state != "restore_failed" or release.job_id in self.active:
+                continue
+            wait = min(broker.restore_retry_max, broker.restore_retry * 2 ** (release.attempts - 1))
+            if now < (release.failed_at or 0) + wait:
+                continue
+            self.journal.restore_intent(release.id)
+            self._restore_one(release.id, release.tenant, release.method, release.detail)
+            tried += 1
+        return tried
 
     def _watch(self, snap: GpuSnapshot) -> int:
         """Follow the running jobs; returns how many ended."""

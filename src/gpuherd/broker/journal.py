@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS releases (
     released_at REAL,
     restore_started_at REAL,
     restored_at REAL,
+    failed_at REAL,
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS releases_state ON releases(state);
@@ -73,6 +74,13 @@ JOB_STATES = (
 )
 FINAL_JOB_STATES = ("succeeded", "failed", "cancelled")
 OPEN_RELEASE_STATES = ("intent", "released", "restore_intent", "restore_failed")
+# What `status` and the metrics call a tenant whose latest release is in each state.
+TENANT_STATES = {
+    "intent": "releasing",
+    "released": "released",
+    "restore_intent": "restoring",
+    "restore_failed": "failed",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +128,7 @@ class ReleaseRow:
     released_at: float | None
     restored_at: float | None
     attempts: int
+    failed_at: float | None = None  # the last failed restore: retries back off from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +164,9 @@ class Journal:
         if version > SCHEMA_VERSION:
             raise JournalError(f"{self.path} was written by a newer gpuherd (schema {version})")
         self._conn.executescript(_SCHEMA)
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(releases)")}
+        if "failed_at" not in columns:  # journals from before restore retries
+            self._conn.execute("ALTER TABLE releases ADD COLUMN failed_at REAL")
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.path.chmod(0o600)
 
@@ -319,7 +331,7 @@ class Journal:
             release_id,
             ("restore_intent",),
             "restore_failed",
-            None,
+            "failed_at",
             message=f"restore via {{method}} failed: {reason}",
         )
 
@@ -381,7 +393,7 @@ class Journal:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         columns = (
             "id, job_id, tenant, method, state, detail, created_at, released_at, "
-            "restored_at, attempts"
+            "restored_at, attempts, failed_at"
         )
         sql = f"SELECT {columns} FROM releases {clause} ORDER BY id"  # noqa: S608
         return [
@@ -395,6 +407,10 @@ class Journal:
         return list(reversed(self.releases(open_only=True)))
 
     # --- events -------------------------------------------------------------------------------
+
+    def event_counts(self) -> dict[str, int]:
+        """Events by kind: counters that never go down (a retried restore still failed once)."""
+        return dict(self._conn.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind"))
 
     def record(
         self, kind: str, message: str, *, job_id: str | None = None, tenant: str | None = None

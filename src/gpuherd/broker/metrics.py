@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from gpuherd.broker.daemon import Daemon
+from gpuherd.broker.journal import TENANT_STATES
 from gpuherd.gpu.attribution import attribute
 
 _BUCKETS = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, float("inf"))
@@ -52,7 +53,9 @@ class BrokerCollector(Collector):
     def _releases(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         engine = self.daemon.engine
         releases = engine.journal.releases()
-        open_states = {r.tenant: r.state for r in releases if r.state != "restored"}
+        open_states = {
+            r.tenant: TENANT_STATES[r.state] for r in releases if r.state in TENANT_STATES
+        }
         state = GaugeMetricFamily(
             "gpuherd_tenant_state", "1 for the tenant's current state", labels=["tenant", "state"]
         )
@@ -74,7 +77,7 @@ class BrokerCollector(Collector):
                 family.add_metric([method, outcome], n)
             yield family
         failures = CounterMetricFamily("gpuherd_restore_failures", "Restores that failed")
-        failures.add_metric([], sum(1 for r in releases if r.state == "restore_failed"))
+        failures.add_metric([], engine.journal.event_counts().get("restore_failed", 0))
         yield failures
         down = CounterMetricFamily(
             "gpuherd_tenant_downtime_seconds", "Seconds tenants spent released"

@@ -455,6 +455,9 @@ class JobSpec(SpecModel):
 class BrokerSpec(SpecModel):
     allow_adhoc: bool = False
     poll_interval: Annotated[Duration, Field(gt=0)] = 1.0
+    # A failed restore is retried after restore_retry, doubling up to restore_retry_max.
+    restore_retry: Annotated[Duration, Field(gt=0)] = 5.0
+    restore_retry_max: Annotated[Duration, Field(gt=0)] = 300.0
 
 
 def _check_timezone(value: str) -> str:

@@ -1,0 +1,140 @@
+"""Failed restores are retried with capped exponential backoff, never dropped; a restore waits
+for room on the GPU instead of attempting a load that would OOM."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from gpuherd.broker.daemon import Daemon
+from gpuherd.broker.engine import Engine
+from gpuherd.broker.journal import Journal
+from gpuherd.broker.metrics import BrokerCollector
+from gpuherd.gpu.sim import SimBackend
+from gpuherd.spec import parse_config
+from tests.conftest import HolderFactory, gpuherd_argv
+
+# The tenant's start command: runs the real holder only once `flag` exists, and leaves a mark
+# each time it is called, so a test can tell "tried and failed" from "never tried".
+STARTER = """\
+import os, sys
+flag, marks = sys.argv[1], sys.argv[2]
+with open(marks, "a") as f:
+    f.write("x")
+if not os.path.exists(flag):
+    sys.exit(1)
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+def engine_for(sim_dir: Path, tmp_path: Path) -> Engine:
+    script = tmp_path / "starter.py"
+    script.write_text(STARTER)
+    hold = gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir))
+    start = [sys.executable, str(script), str(tmp_path / "flag"), str(tmp_path / "marks"), *hold]
+    start += ["--vram", "3GiB", "--name", "whisper"]
+    job = [*hold, "--vram", "8GiB", "--for", "0.3s", "--name", "render"]
+    text = f"""\
+version: 1
+gpus: [{{name: gpu0, index: 0}}]
+broker: {{restore_retry: 0.5s, restore_retry_max: 1s}}
+tenants:
+  plex: {{gpu: gpu0, vram: 2GiB, priority: 100, preemptible: false, match: {{cmdline: "--name plex"}}}}
+  whisper:
+    gpu: gpu0
+    vram: 3GiB
+    priority: 20
+    cooldown: 0s
+    restore_timeout: 1s
+    match: {{cmdline: "--name whisper"}}
+    preempt: [{{signal: {{grace: 5s, start: {start!r}}}}}]
+jobs:
+  render: {{gpu: gpu0, vram: 8GiB, priority: 50, timeout: 60s, command: {job!r}}}
+"""
+    state = tmp_path / "state"
+    return Engine(
+        config=parse_config(text, source="gpuherd.yaml"),
+        backend=SimBackend(sim_dir),
+        journal=Journal(state / "journal.db"),
+        state_dir=state,
+        poll=0.05,
+    )
+
+
+def step_until(engine: Engine, done: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, [(e.kind, e.message) for e in engine.journal.events()]
+        engine.step()
+        time.sleep(0.05)
+
+
+def whisper_state(engine: Engine) -> str:
+    return engine.journal.releases()[-1].state
+
+
+def test_a_failed_restore_is_retried_with_backoff_until_it_works(
+    sim_dir: Path, holder: HolderFactory, tmp_path: Path
+) -> None:
+    holder("--vram", "2GiB", "--name", "plex")
+    holder("--vram", "3GiB", "--name", "whisper")
+    engine = engine_for(sim_dir, tmp_path)
+    job = engine.submit("render")
+    step_until(engine, lambda: engine.journal.releases() != [] and not engine.active)
+    step_until(engine, lambda: engine.journal.job(job).state == "succeeded")  # type: ignore[union-attr]
+    assert whisper_state(engine) == "restore_failed"  # its start command failed
+    step_until(engine, lambda: (tmp_path / "marks").read_text() == "xx")  # retried once more
+    assert whisper_state(engine) == "restore_failed"
+    (tmp_path / "flag").write_text("")  # the cause is fixed: the next retry works
+    step_until(engine, lambda: whisper_state(engine) == "restored")
+    (release,) = engine.journal.releases()
+    assert release.attempts >= 3
+    kinds = [e.kind for e in engine.journal.events() if e.tenant == "whisper"]
+    assert kinds[-1] == "restored"
+    assert kinds.count("restore_failed") == release.attempts - 1
+    # The backoff: retries wait restore_retry, then double, capped at restore_retry_max.
+    fails = [e.at for e in engine.journal.events() if e.kind == "restore_failed"]
+    starts = [e.at for e in engine.journal.events() if e.kind == "restore_started"]
+    assert starts[1] - fails[0] >= 0.5
+    assert starts[2] - fails[1] >= 1.0
+    metrics = CollectorRegistry()
+    metrics.register(BrokerCollector(Daemon(engine)))
+    text = generate_latest(metrics).decode()
+    assert f"gpuherd_restore_failures_total {float(release.attempts - 1)}" in text
+    assert 'gpuherd_tenant_state{state="running",tenant="whisper"} 1.0' in text
+
+
+def test_a_restore_waits_for_room_instead_of_loading_into_an_oom(
+    sim_dir: Path, holder: HolderFactory, tmp_path: Path
+) -> None:
+    holder("--vram", "2GiB", "--name", "plex")
+    holder("--vram", "3GiB", "--name", "whisper")
+    (tmp_path / "flag").write_text("")
+    engine = engine_for(sim_dir, tmp_path)
+    engine.submit("render")
+    step_until(engine, lambda: bool(engine.active))
+    (active,) = engine.active.values()
+    assert active.running is not None
+    active.running.proc.wait(timeout=30)
+    # Something outside the broker grabs the room before the restore: 8 of the 10 GiB free.
+    intruder: subprocess.Popen[str] = holder("--vram", "8GiB", "--name", "intruder")
+    step_until(engine, lambda: not engine.active)
+    assert whisper_state(engine) == "restore_failed"
+    (failed,) = [e for e in engine.journal.events() if e.kind == "restore_failed"]
+    assert "needs 3.0 GiB free on gpu0, 2.0 GiB free" in failed.message
+    assert not (tmp_path / "marks").exists()  # the start command was never run into an OOM
+    metrics = CollectorRegistry()
+    metrics.register(BrokerCollector(Daemon(engine)))
+    assert (
+        'gpuherd_tenant_state{state="failed",tenant="whisper"} 1.0'
+        in generate_latest(metrics).decode()
+    )
+    intruder.terminate()
+    intruder.wait(timeout=10)
+    step_until(engine, lambda: whisper_state(engine) == "restored")
+    assert (tmp_path / "marks").read_text() == "x"
