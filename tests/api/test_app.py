@@ -81,7 +81,17 @@ def test_field_errors_and_openapi(daemon: Daemon) -> None:
     assert unknown.json()["detail"][0]["loc"] == ["body", "name"]
     bad = client.post("/v1/jobs", json={})
     assert bad.status_code == 422
-    assert bad.json()["detail"][0]["loc"] == ["body", "name"]
+    assert bad.json()["detail"][0]["loc"] == ["body"]
+    assert "give name (a job in the config) or adhoc" in bad.json()["detail"][0]["msg"]
+    # This broker's config does not set allow_adhoc: a command is refused, not run.
+    adhoc = {"gpu": "gpu0", "vram": "1GiB", "command": ["touch", "/tmp/x"]}
+    refused = client.post("/v1/jobs", json={"adhoc": adhoc})
+    assert refused.status_code == 403
+    assert refused.json()["detail"][0]["loc"] == ["body", "adhoc"]
+    assert "broker.allow_adhoc: true" in refused.json()["detail"][0]["msg"]
+    extra = client.post("/v1/jobs", json={"adhoc": {**adhoc, "shell": True}})
+    assert extra.status_code == 422
+    assert extra.json()["detail"][0]["loc"] == ["body", "adhoc", "shell"]
     assert client.get("/v1/jobs/none").status_code == 404
     paths = client.get("/openapi.json").json()["paths"]
     assert {
@@ -92,6 +102,18 @@ def test_field_errors_and_openapi(daemon: Daemon) -> None:
         "/v1/events",
         "/metrics",
     } <= set(paths)
+
+
+def test_not_before_holds_a_job_back(daemon: Daemon) -> None:
+    client = TestClient(create_app(daemon))
+    later = client.post("/v1/jobs", json={"name": "quick", "not_before": time.time() + 3600})
+    assert later.status_code == 201
+    time.sleep(0.3)  # several broker steps
+    job = client.get(f"/v1/jobs/{later.json()['id']}").json()
+    assert job["state"] == "queued"
+    assert job["reason"].startswith("not before ")
+    soon = client.post("/v1/jobs", json={"name": "quick", "not_before": time.time() + 0.5})
+    assert follow(client, soon.json()["id"], {"succeeded"})["state"] == "succeeded"
 
 
 def test_cancel_a_running_job(daemon: Daemon) -> None:

@@ -9,29 +9,64 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gpuherd.broker.daemon import Daemon
+from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import TENANT_STATES, JobRow
 from gpuherd.broker.metrics import BrokerCollector
-from gpuherd.ids import JobName
+
+
+class AdhocJob(BaseModel):
+    """A job that is not in the config (only with `broker.allow_adhoc: true`). The fields and
+    their units are a config job entry's."""
+
+    model_config = ConfigDict(extra="forbid")
+    gpu: str = Field(description="A GPU name from the config.")
+    vram: str | int = Field(description='VRAM it needs: "6GiB", a fraction "0.5", or bytes.')
+    command: list[str] = Field(min_length=1, description="argv; run without a shell.")
+    priority: int = 0
+    timeout: str | float = Field("1h", description='"30m", "2h" or seconds.')
+    grace: str | float = Field("30s", description="From SIGTERM to SIGKILL on timeout/cancel.")
+    workdir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
 
 
 class SubmitRequest(BaseModel):
-    name: str = Field(min_length=1, description="A job declared in the broker's config.")
+    name: str | None = Field(
+        None,
+        min_length=1,
+        description="A job declared in the broker's config; for an ad hoc job, its label.",
+    )
+    adhoc: AdhocJob | None = Field(None, description="Run this instead of a config job.")
+    not_before: float | None = Field(None, description="Unix time before which it must not start.")
+
+    @model_validator(mode="after")
+    def _named_or_adhoc(self) -> SubmitRequest:
+        if self.name is None and self.adhoc is None:
+            raise ValueError("give name (a job in the config) or adhoc (a command to run)")
+        return self
 
 
-def _job(row: JobRow, waiting: dict[str, str]) -> dict[str, Any]:
+def _field_error(status: int, loc: list[str | int], msg: str) -> HTTPException:
+    return HTTPException(status, detail=[{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
+def _job(row: JobRow, engine: Engine) -> dict[str, Any]:
+    act = engine.active.get(row.id)
     return {
         "id": row.id,
         "name": row.name,
         "state": row.state,
-        "reason": waiting.get(row.id, row.reason),
+        "reason": engine.waiting.get(row.id, row.reason),
         "submitted_at": row.submitted_at,
         "started_at": row.started_at,
         "ended_at": row.ended_at,
         "pid": row.pid,
         "exit_code": row.exit_code,
+        "vram_used": None if act is None else act.vram_now,
+        "adhoc": "adhoc" in row.spec,
+        "result": row.result,
     }
 
 
@@ -52,29 +87,36 @@ def create_app(daemon: Daemon, *, token: str | None = None) -> FastAPI:
 
     @app.post("/v1/jobs", status_code=201)
     def submit(body: SubmitRequest) -> dict[str, str]:
-        if JobName(body.name) not in engine.config.jobs:
-            raise HTTPException(
-                404,
-                detail=[
-                    {
-                        "loc": ["body", "name"],
-                        "msg": f"no job named {body.name!r} in the config",
-                        "type": "value_error",
-                    }
-                ],
+        adhoc = None if body.adhoc is None else body.adhoc.model_dump(exclude_defaults=True)
+        name = body.name or "adhoc"
+        try:
+            job_id = daemon.locked(
+                lambda: engine.submit(name, adhoc=adhoc, not_before=body.not_before)
             )
-        return {"id": daemon.locked(lambda: engine.submit(body.name))}
+        except PermissionError as exc:
+            raise _field_error(403, ["body", "adhoc"], str(exc)) from None
+        except KeyError:
+            raise _field_error(
+                404, ["body", "name"], f"no job named {name!r} in the config"
+            ) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise _field_error(422, ["body", "adhoc", *first["loc"]], first["msg"]) from None
+        except ValueError as exc:
+            field, _, msg = str(exc).partition(": ")
+            raise _field_error(422, ["body", "adhoc", field], msg) from None
+        return {"id": job_id}
 
     @app.get("/v1/jobs")
     def jobs(all: bool = False) -> list[dict[str, Any]]:
-        return [_job(r, engine.waiting) for r in engine.journal.jobs(include_ended=all)]
+        return [_job(r, engine) for r in engine.journal.jobs(include_ended=all)]
 
     @app.get("/v1/jobs/{job_id}")
     def job(job_id: str) -> dict[str, Any]:
         row = engine.journal.job(job_id)
         if row is None:
             raise HTTPException(404, detail=f"no job {job_id}")
-        data = _job(row, engine.waiting)
+        data = _job(row, engine)
         data["releases"] = [
             {
                 "tenant": r.tenant,
@@ -99,16 +141,7 @@ def create_app(daemon: Daemon, *, token: str | None = None) -> FastAPI:
         if engine.journal.job(job_id) is None:
             raise HTTPException(404, detail=f"no job {job_id}")
         if stream not in ("out", "err"):
-            raise HTTPException(
-                422,
-                detail=[
-                    {
-                        "loc": ["query", "stream"],
-                        "msg": "stream is out or err",
-                        "type": "value_error",
-                    }
-                ],
-            )
+            raise _field_error(422, ["query", "stream"], "stream is out or err")
         path = engine.state_dir / "logs" / f"{job_id}.{stream}"
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -136,7 +169,7 @@ def create_app(daemon: Daemon, *, token: str | None = None) -> FastAPI:
             "tenants": [
                 {"name": t, "state": open_releases.get(t, "running")} for t in engine.config.tenants
             ],
-            "jobs": [_job(r, engine.waiting) for r in engine.journal.jobs()],
+            "jobs": [_job(r, engine) for r in engine.journal.jobs()],
         }
 
     @app.get("/v1/events")

@@ -19,6 +19,7 @@ from typing import Any
 
 from gpuherd.actuators.base import ActContext, ActuatorError
 from gpuherd.actuators.factory import UnsupportedMethod, actuator_for
+from gpuherd.broker.cron import Missed, Schedule, due
 from gpuherd.broker.journal import JobRow, Journal
 from gpuherd.broker.runner import RunningJob, launch, preflight, stop, success
 from gpuherd.broker.scheduler import (
@@ -90,6 +91,11 @@ class Engine:
     poll: float = 0.1
     waiting: dict[str, str] = field(default_factory=dict)  # job id -> reason
     active: dict[str, Active] = field(default_factory=dict)
+    _adhoc: dict[str, JobSpec] = field(default_factory=dict)
+    up_since: float = 0.0  # schedules missed before this were missed while the broker was down
+
+    def __post_init__(self) -> None:
+        self.up_since = self.up_since or self.clock()
 
     # --- views of the hardware --------------------------------------------------------------
 
@@ -152,10 +158,71 @@ class Engine:
 
     # --- the loop -------------------------------------------------------------------------
 
-    def submit(self, name: str) -> str:
-        if JobName(name) not in self.config.jobs:
+    def submit(
+        self,
+        name: str,
+        *,
+        adhoc: dict[str, Any] | None = None,
+        not_before: float | None = None,
+    ) -> str:
+        """Queue a job from the config, or (when `broker.allow_adhoc`) an ad hoc one whose
+        fields are a job entry's. Raises KeyError, PermissionError or ValueError."""
+        spec: dict[str, Any] = {"job": name}
+        if adhoc is not None:
+            if not self.config.broker.allow_adhoc:
+                raise PermissionError(
+                    "ad hoc jobs are off: set broker.allow_adhoc: true in the config to allow them"
+                )
+            job = JobSpec.model_validate(adhoc)  # pydantic's ValidationError is a ValueError
+            if job.gpu is None or self.config.gpu(job.gpu) is None:
+                known = ", ".join(g.name for g in self.config.gpus or [])
+                raise ValueError(f"gpu: no GPU named {job.gpu!r} in the config (known: {known})")
+            spec = {"adhoc": adhoc}
+        elif JobName(name) not in self.config.jobs:
             raise KeyError(f"no job named {name!r} in the config")
-        return self.journal.submit(name, {"job": name})
+        if not_before is not None:
+            spec["not_before"] = not_before
+        return self.journal.submit(name, spec)
+
+    def _job_spec(self, row: JobRow) -> JobSpec | None:
+        """The spec a queued or running job runs with: its ad hoc fields, else its config
+        entry (None if the config no longer has it)."""
+        if "adhoc" in row.spec:
+            if row.id not in self._adhoc:  # validated once, not at every step
+                self._adhoc[row.id] = JobSpec.model_validate(row.spec["adhoc"])
+            return self._adhoc[row.id]
+        return self.config.jobs.get(JobName(row.name))
+
+    def _fire_schedules(self) -> None:
+        schedules = [
+            Schedule(name, job.schedule, job.catch_up)
+            for name, job in self.config.jobs.items()
+            if job.schedule
+        ]
+        if not schedules:
+            return
+        now = self.clock()
+        marks = self.journal.schedule_marks()
+        outcomes, new_marks = due(
+            schedules, marks, now=now, up_since=self.up_since, tz=self.config.timezone
+        )
+        if new_marks == marks:
+            return
+        active = {row.name for row in self.journal.jobs() if "adhoc" not in row.spec}
+        runs = []
+        for out in outcomes:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(out.due))
+            if isinstance(out, Missed):
+                self.journal.record("schedule_missed", f"{out.job} at {when}: {out.reason}")
+            elif out.job in active:  # never two runs of one scheduled job at once
+                self.journal.record(
+                    "schedule_skipped", f"{out.job} at {when}: the previous run is still active"
+                )
+            else:
+                how = "caught up after a broker restart" if out.caught_up else "on schedule"
+                spec = {"job": out.job, "scheduled_for": out.due}
+                runs.append((out.job, spec, f"{out.job} at {when}, {how}"))
+        self.journal.fire_schedules(new_marks, runs)
 
     def step(self) -> None:
         snap = self.backend.snapshot()
@@ -163,16 +230,28 @@ class Engine:
             # Jobs ended and tenants came back: the reading before that is stale, and
             # scheduling on it would admit a job into memory the restores just took.
             snap = self.backend.snapshot()
-        queued = [j for j in self.journal.jobs() if j.state == "queued"]
+        self._fire_schedules()
+        now = self.clock()
+        queued = []
+        for row in self.journal.jobs():
+            if row.state != "queued":
+                continue
+            not_before = row.spec.get("not_before")
+            if not_before is not None and now < not_before:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(not_before))
+                self.waiting[row.id] = f"not before {when}"
+                continue
+            queued.append(row)
         if not queued:
             return
         held = self._held(snap)
         requests = []
         for row in queued:
-            spec = self.config.jobs[JobName(row.name)]
-            gpu = self.config.gpu(spec.gpu) if spec.gpu else None
-            if gpu is None:
-                self.journal.set_job_state(row.id, "failed", reason="job names no GPU")
+            spec = self._job_spec(row)
+            gpu = self.config.gpu(spec.gpu) if spec is not None and spec.gpu else None
+            if spec is None or gpu is None:
+                why = "no such job in the config any more" if spec is None else "job names no GPU"
+                self._end(row.id, "failed", reason=why, result={})
                 continue
             total = (snap.device(self._gpu_index(gpu, snap) or 0) or snap.devices[0]).memory_total
             requests.append(
@@ -203,8 +282,9 @@ class Engine:
     def _start(
         self, row: JobRow, victims: tuple[str, ...], held: dict[str, tuple[int, tuple[int, ...]]]
     ) -> None:
-        spec = self.config.jobs[JobName(row.name)]
-        gpu = self.config.gpu(spec.gpu or "")
+        spec = self._job_spec(row)
+        gpu = self.config.gpu(spec.gpu or "") if spec is not None else None
+        assert spec is not None
         assert gpu is not None
         workdir = Path(spec.workdir) if spec.workdir else self.state_dir
         failed = [c for c in preflight(spec, workdir) if not c.ok]
@@ -518,9 +598,9 @@ class Engine:
                 and row.pid is not None
                 and start_ticks(row.pid) == row.pid_start_ticks
             ):
-                spec = self.config.jobs[JobName(row.name)]
-                gpu = self.config.gpu(spec.gpu or "")
-                if gpu is not None:
+                spec = self._job_spec(row)
+                gpu = self.config.gpu(spec.gpu or "") if spec is not None else None
+                if spec is not None and gpu is not None:
                     self.journal.record(
                         "job_adopted", f"job process {row.pid} still runs", job_id=row.id
                     )

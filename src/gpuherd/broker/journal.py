@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS releases (
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS releases_state ON releases(state);
+CREATE TABLE IF NOT EXISTS schedules (
+    job TEXT PRIMARY KEY,
+    last_due REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -201,14 +205,19 @@ class Journal:
     # --- jobs -------------------------------------------------------------------------------
 
     def submit(self, name: str, spec: dict[str, Any], *, job_id: str | None = None) -> str:
-        new_id = job_id or uuid.uuid4().hex[:12]
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO jobs (id, name, spec, state, submitted_at) "
-                "VALUES (?, ?, ?, 'queued', ?)",
-                (new_id, name, json.dumps(spec, sort_keys=True), self._clock()),
-            )
+            new_id = self._insert_job(conn, name, spec, job_id)
             self._event(conn, "submitted", f"job {name} queued", job_id=new_id)
+        return new_id
+
+    def _insert_job(
+        self, conn: sqlite3.Connection, name: str, spec: dict[str, Any], job_id: str | None
+    ) -> str:
+        new_id = job_id or uuid.uuid4().hex[:12]
+        conn.execute(
+            "INSERT INTO jobs (id, name, spec, state, submitted_at) VALUES (?, ?, ?, 'queued', ?)",
+            (new_id, name, json.dumps(spec, sort_keys=True), self._clock()),
+        )
         return new_id
 
     def set_job_state(
@@ -407,6 +416,30 @@ class Journal:
         return list(reversed(self.releases(open_only=True)))
 
     # --- events -------------------------------------------------------------------------------
+
+    # --- schedules ----------------------------------------------------------------------------
+
+    def schedule_marks(self) -> dict[str, float]:
+        """The last fire time handled per scheduled job (fired, caught up or missed)."""
+        return dict(self._conn.execute("SELECT job, last_due FROM schedules"))
+
+    def fire_schedules(
+        self, marks: dict[str, float], runs: list[tuple[str, dict[str, Any], str]]
+    ) -> list[str]:
+        """Queue `runs` (name, spec, event message) and store `marks` in one transaction, so a
+        crash can neither lose a fired run nor fire it twice."""
+        ids = []
+        with self._write() as conn:
+            for name, spec, message in runs:
+                job_id = self._insert_job(conn, name, spec, None)
+                self._event(conn, "schedule_fired", message, job_id=job_id)
+                ids.append(job_id)
+            conn.executemany(
+                "INSERT INTO schedules (job, last_due) VALUES (?, ?) "
+                "ON CONFLICT(job) DO UPDATE SET last_due = excluded.last_due",
+                list(marks.items()),
+            )
+        return ids
 
     def event_counts(self) -> dict[str, int]:
         """Events by kind: counters that never go down (a retried restore still failed once)."""

@@ -205,27 +205,106 @@ def _call(
         fail("the broker refused the token (--token-file)", code=Exit.USAGE)
     if response.status_code >= 400:
         detail = response.json().get("detail")
-        message = detail[0]["msg"] if isinstance(detail, list) else detail
+        message = detail
+        if isinstance(detail, list):
+            field = ".".join(str(x) for x in detail[0].get("loc", [])[1:])
+            message = f"{field}: {detail[0]['msg']}" if field else detail[0]["msg"]
         fail(str(message), code=Exit.USAGE if response.status_code < 500 else Exit.FAILED)
     return response
 
 
+def parse_when(text: str, *, now: float | None = None) -> float:
+    """--not-before: "HH:MM" (the next such local time), an ISO date-time, or "+30m"."""
+    from datetime import datetime, timedelta
+
+    from gpuherd.units import UnitError, parse_duration
+
+    now = time.time() if now is None else now
+    base = datetime.fromtimestamp(now)
+    try:
+        if text.startswith("+"):
+            return now + parse_duration(text[1:])
+        if len(text) <= 5 and ":" in text:
+            hour, minute = (int(x) for x in text.split(":"))
+            at = base.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            return (at if at > base else at + timedelta(days=1)).timestamp()
+        return datetime.fromisoformat(text).timestamp()
+    except (UnitError, ValueError):
+        fail(
+            f"--not-before: cannot read {text!r}",
+            hint='use "02:00" (next 2 AM), "2026-11-23T02:00" or "+30m"',
+            code=Exit.USAGE,
+        )
+
+
 def submit(
-    name: Annotated[str, typer.Argument(help="A job declared in the broker's config.")],
-    wait: Annotated[bool, typer.Option("--wait", help="Follow it; exit with its outcome.")] = False,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="JOB | -- CMD...",
+            help="A job name from the broker's config; with --gpu and --vram, the command to "
+            "run ad hoc, after --.",
+            show_default=False,
+        ),
+    ] = None,
+    gpu: Annotated[str | None, typer.Option(help="Ad hoc: the GPU (a config name).")] = None,
+    vram: Annotated[str | None, typer.Option(help='Ad hoc: VRAM it needs, e.g. "6GiB".')] = None,
+    priority: Annotated[int, typer.Option(help="Ad hoc: priority (higher preempts lower).")] = 0,
+    timeout: Annotated[str, typer.Option(help='Ad hoc: stop it after this, e.g. "30m".')] = "1h",
+    name: Annotated[str, typer.Option("--name", help="Ad hoc: a label for it.")] = "adhoc",
+    workdir: Annotated[
+        str | None, typer.Option(help="Ad hoc: working directory (default: the state dir).")
+    ] = None,
+    not_before: Annotated[
+        str | None,
+        typer.Option(help='Do not start before "HH:MM", an ISO date-time, or "+30m" from now.'),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow it (state, time, GPU memory); exit as it did.")
+    ] = False,
     socket: SocketOpt = None,
     url: UrlOpt = None,
     token_file: TokenOpt = None,
 ) -> None:
-    """Queue a job; print its id (with --wait: follow it to the end)."""
-    job_id = _call(socket, url, token_file, "POST", "/v1/jobs", json={"name": name}).json()["id"]
+    """Queue a job and print its id.
+
+    gpuherd submit render --wait
+
+    gpuherd submit --gpu gpu0 --vram 6GiB --timeout 30m -- blender -b scene.blend -a
+
+    Ad hoc jobs need broker.allow_adhoc: true in the broker's config.
+    """
+    argv = list(args or [])
+    body: dict[str, Any]
+    if gpu is None and vram is None:
+        if len(argv) != 1:
+            fail(
+                "give one job name from the config, or --gpu and --vram with a command after --",
+                code=Exit.USAGE,
+            )
+        body = {"name": argv[0]}
+    else:
+        if gpu is None or vram is None or not argv:
+            fail("an ad hoc job needs --gpu, --vram and a command after --", code=Exit.USAGE)
+        adhoc: dict[str, Any] = {"gpu": gpu, "vram": vram, "command": argv}
+        adhoc |= {"priority": priority, "timeout": timeout}
+        if workdir is not None:
+            adhoc["workdir"] = str(Path(workdir).resolve())
+        body = {"name": name, "adhoc": adhoc}
+    if not_before is not None:
+        body["not_before"] = parse_when(not_before)
+    job_id = _call(socket, url, token_file, "POST", "/v1/jobs", json=body).json()["id"]
     print(job_id, flush=True)
     if not wait:
         return
+    from gpuherd.units import format_bytes
+
     started = time.monotonic()
     while True:
         job = _call(socket, url, token_file, "GET", f"/v1/jobs/{job_id}").json()
         line = f"{job['state']:<10} {time.monotonic() - started:6.1f}s"
+        if job.get("vram_used") is not None:
+            line += f"  GPU memory {format_bytes(job['vram_used'])}"
         if job.get("reason") and job["state"] == "queued":
             line += f"  {job['reason']}"
         sys.stderr.write("\r" + line[:160].ljust(80))
@@ -267,12 +346,17 @@ def status(
 
 def jobs(
     all_jobs: Annotated[bool, typer.Option("--all", help="Include ended jobs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, with results.")] = False,
     socket: SocketOpt = None,
     url: UrlOpt = None,
     token_file: TokenOpt = None,
 ) -> None:
     """List jobs (queued and running; --all for every job)."""
-    for j in _call(socket, url, token_file, "GET", "/v1/jobs", params={"all": all_jobs}).json():
+    listed = _call(socket, url, token_file, "GET", "/v1/jobs", params={"all": all_jobs}).json()
+    if as_json:
+        write_out(json.dumps(listed, indent=2))
+        return
+    for j in listed:
         stdout.print(
             f"{j['id']}  {j['name']:<20} {j['state']:<10} {j.get('reason') or ''}", markup=False
         )
@@ -280,12 +364,17 @@ def jobs(
 
 def events(
     since: Annotated[float, typer.Option("--since", help="Unix time to start from.")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     socket: SocketOpt = None,
     url: UrlOpt = None,
     token_file: TokenOpt = None,
 ) -> None:
     """What the broker did, in order: submissions, releases, restores, outcomes."""
-    for e in _call(socket, url, token_file, "GET", "/v1/events", params={"since": since}).json():
+    listed = _call(socket, url, token_file, "GET", "/v1/events", params={"since": since}).json()
+    if as_json:
+        write_out(json.dumps(listed, indent=2))
+        return
+    for e in listed:
         when = time.strftime("%H:%M:%S", time.localtime(e["at"]))
         who = e["tenant"] or e["job"] or ""
         stdout.print(f"{when}  {e['kind']:<16} {who:<16} {e['message']}", markup=False)
