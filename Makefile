@@ -42,6 +42,8 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_backend.py
+	$(BIN)/python bench/scheduler.py
+	$(BIN)/python bench/broker.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -93,6 +93,7 @@ def create_app(daemon: Daemon, *, token: str | None = None) -> FastAPI:
             job_id = daemon.locked(
                 lambda: engine.submit(name, adhoc=adhoc, not_before=body.not_before)
             )
+            daemon.wake()
         except PermissionError as exc:
             raise _field_error(403, ["body", "adhoc"], str(exc)) from None
         except KeyError:

@@ -23,6 +23,8 @@ class Daemon:
         self.poll_interval = poll_interval
         self.lock = threading.RLock()
         self.stopping = threading.Event()
+        self._wake = threading.Event()
+        engine.notify = self.wake  # a job process exits: restore its tenants now, not next poll
         self.ready = threading.Event()
         self.last_snapshot: GpuSnapshot | None = None
         self._thread: threading.Thread | None = None
@@ -37,18 +39,24 @@ class Daemon:
         self._thread = threading.Thread(target=self._loop, name="gpuherd-engine", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Step now (a submission, a cancel, a job exit) instead of at the next poll."""
+        self._wake.set()
+
     def _loop(self) -> None:
         while not self.stopping.is_set():
             with self.lock:
                 try:
                     self.engine.step()
-                    self.last_snapshot = self.engine.backend.snapshot()
+                    self.last_snapshot = self.engine.last_snapshot
                 except Exception as exc:
                     self.engine.journal.record("engine_error", f"{type(exc).__name__}: {exc}")
             self.ready.set()
-            self.stopping.wait(self.poll_interval)
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,6 +93,8 @@ class Engine:
     waiting: dict[str, str] = field(default_factory=dict)  # job id -> reason
     active: dict[str, Active] = field(default_factory=dict)
     _adhoc: dict[str, JobSpec] = field(default_factory=dict)
+    notify: Callable[[], None] | None = None  # called from a waiter thread when a job exits
+    last_snapshot: GpuSnapshot | None = None
     up_since: float = 0.0  # schedules missed before this were missed while the broker was down
 
     def __post_init__(self) -> None:
@@ -225,11 +228,11 @@ class Engine:
         self.journal.fire_schedules(new_marks, runs)
 
     def step(self) -> None:
-        snap = self.backend.snapshot()
+        snap = self.last_snapshot = self.backend.snapshot()
         if self._watch(snap) + self._retry_restores():
             # Jobs ended and tenants came back: the reading before that is stale, and
             # scheduling on it would admit a job into memory the restores just took.
-            snap = self.backend.snapshot()
+            snap = self.last_snapshot = self.backend.snapshot()
         self._fire_schedules()
         now = self.clock()
         queued = []
@@ -325,6 +328,11 @@ class Engine:
         job = self.journal.job(row.id)
         assert job is not None
         self.active[row.id] = Active(job, spec, gpu, running, workdir=workdir)
+        if self.notify is not None:
+            notify = self.notify
+            threading.Thread(
+                target=lambda: (running.proc.wait(), notify()), name=f"wait-{row.id}", daemon=True
+            ).start()
         crash_point("job_running")
 
     def _release(self, job_id: str, tenant: str, held: tuple[int, tuple[int, ...]]) -> bool:

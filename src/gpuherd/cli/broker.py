@@ -125,7 +125,7 @@ def serve(
         backend=open_backend_or_exit(backend, sim_dir),
         journal=Journal(state_dir / "journal.db"),
         state_dir=state_dir,
-        poll=min(spec.broker.poll_interval, 0.25),
+        poll=min(spec.broker.poll_interval, 0.05),  # waits on a release or restore
     )
     daemon = Daemon(engine, poll_interval=spec.broker.poll_interval)
     daemon.start()

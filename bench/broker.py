@@ -1,0 +1,348 @@
+"""The broker as a real `gpuherd serve` process on the sim GPU: overhead, idle cost, load.
+
+overhead  submit -> job process started, with one `signal` preemption, minus the time the
+          victim process itself took to exit (target: median < 300 ms). Peer in the same run:
+          a hand-written script doing the same (TERM the victim, wait for it, start the job).
+idle      CPU share of one core and RSS of an idle broker at a 1 s poll (targets: < 1%,
+          < 100 MB). Peer: a bare Python loop reading the same sim GPU every second.
+load      500 jobs submitted concurrently through the API: every one reaches a final state,
+          none lost or run twice; throughput. Peer: the same 500 commands started directly.
+
+    .venv/bin/python bench/broker.py [--rounds 30] [--idle-seconds 30] [--jobs 500]
+
+Writes bench/results/broker.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from gpuherd.gpu.procinfo import start_ticks
+from gpuherd.gpu.sim import SimHost
+
+GIB = 1024**3
+RESULTS = Path(__file__).parent / "results"
+GPUHERD = [sys.executable, "-m", "gpuherd"]
+
+
+class Broker:
+    """`gpuherd serve` on a fresh sim host in a temporary directory."""
+
+    def __init__(self, root: Path, config: str) -> None:
+        self.root = root
+        self.sim = root / "sim"
+        SimHost.init(self.sim, [("NVIDIA GeForce RTX 3080 Ti", 12 * GIB)]).close()
+        (root / "gpuherd.yaml").write_text(config.replace("HOLD", repr(self.hold_argv())))
+        self.sock = root / "gpuherd.sock"
+        where = ["--sim-dir", str(self.sim), "--state", str(root / "state"), "--socket"]
+        self.proc = subprocess.Popen(
+            [
+                *GPUHERD,
+                "serve",
+                "-c",
+                str(root / "gpuherd.yaml"),
+                "--backend",
+                "sim",
+                *where,
+                str(self.sock),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert json.loads(self.proc.stdout.readline())["event"] == "listening"
+        self.client = self.new_client()
+
+    def hold_argv(self) -> list[str]:
+        return [*GPUHERD, "sim", "hold", "--sim-dir", str(self.sim)]
+
+    def new_client(self) -> httpx.Client:
+        transport = httpx.HTTPTransport(uds=str(self.sock))
+        return httpx.Client(transport=transport, base_url="http://gpuherd", timeout=120)
+
+    def events(self, since: float = 0.0) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.client.get("/v1/events", params={"since": since}).json()
+        return result
+
+    def wait_final(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job: dict[str, Any] = self.client.get(f"/v1/jobs/{job_id}").json()
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(0.02)
+        raise TimeoutError(job_id)
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+
+
+def holder_pid(sim: Path, name: str, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    with SimHost(sim) as host:
+        while time.monotonic() < deadline:
+            for proc in host.snapshot().processes:
+                if proc.name == name:
+                    return proc.pid
+            time.sleep(0.01)
+    raise TimeoutError(name)
+
+
+def exit_time(pid: int, result: list[float]) -> None:
+    """When `pid` is gone (or a zombie), polled every millisecond from a thread."""
+    ticks = start_ticks(pid)
+    while start_ticks(pid) == ticks and ticks is not None:
+        time.sleep(0.001)
+    result.append(time.time())
+
+
+OVERHEAD_CONFIG = """\
+version: 1
+gpus: [{name: gpu0, index: 0}]
+broker: {poll_interval: 1s}
+tenants:
+  victim:
+    gpu: gpu0
+    vram: 8GiB
+    priority: 10
+    cooldown: 0s
+    match: {cmdline: "--name victim"}
+    preempt: [{signal: {grace: 10s, start: HOLD_VICTIM}}]
+jobs:
+  probe: {gpu: gpu0, vram: 6GiB, priority: 50, timeout: 60s, command: [/bin/true]}
+"""
+
+
+def overhead(rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        hold = [*GPUHERD, "sim", "hold", "--sim-dir", str(root / "sim")]
+        victim_argv = [*hold, "--vram", "8GiB", "--name", "victim"]
+        config = OVERHEAD_CONFIG.replace("HOLD_VICTIM", json.dumps(victim_argv))
+        broker = Broker(root, config)
+        first = subprocess.Popen(victim_argv, stdout=subprocess.DEVNULL)
+        ours, victim_exit = [], []
+        try:
+            for _ in range(rounds):
+                pid = holder_pid(broker.sim, "victim")
+                time.sleep(0.2)  # let the restored victim settle, as a long-running one would
+                gone: list[float] = []
+                watcher = threading.Thread(target=exit_time, args=(pid, gone))
+                watcher.start()
+                t_submit = time.time()
+                job_id = broker.client.post("/v1/jobs", json={"name": "probe"}).json()["id"]
+                job = broker.wait_final(job_id)
+                watcher.join()
+                assert job["state"] == "succeeded", job
+                events = [e for e in broker.events(t_submit - 1) if e["job"] == job_id]
+                t_intent = next(e["at"] for e in events if e["kind"] == "release_intent")
+                t_running = next(e["at"] for e in events if e["kind"] == "job_running")
+                exit_s = gone[0] - t_intent
+                victim_exit.append(exit_s)
+                ours.append((t_running - t_submit - exit_s) * 1000)
+        finally:
+            broker.close()
+            first.wait(timeout=10)
+            for proc in SimHost(root / "sim").snapshot().processes:
+                os.kill(proc.pid, signal.SIGTERM)
+        peer = overhead_peer(rounds, hold)
+    return {
+        "rounds": rounds,
+        "gpuherd_median_ms": round(statistics.median(ours), 1),
+        "gpuherd_p95_ms": round(sorted(ours)[max(int(len(ours) * 0.95) - 1, 0)], 1),
+        "victim_exit_median_ms": round(statistics.median(victim_exit) * 1000, 1),
+        "peer_script_median_ms": round(statistics.median(peer), 1),
+        "target_median_ms": 300.0,
+    }
+
+
+def overhead_peer(rounds: int, hold: list[str]) -> list[float]:
+    """The same work by hand: TERM the victim, wait until it is gone, start the job."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Path(tmp) / "sim"
+        SimHost.init(sim, [("NVIDIA GeForce RTX 3080 Ti", 12 * GIB)]).close()
+        hold = [*hold[:-1], str(sim)]
+        out = []
+        for _ in range(rounds):
+            victim = subprocess.Popen(
+                [*hold, "--vram", "8GiB", "--name", "victim"], stdout=subprocess.DEVNULL
+            )
+            holder_pid(sim, "victim")
+            t0 = time.time()
+            victim.send_signal(signal.SIGTERM)
+            victim.wait()
+            t_exit = time.time()
+            job = subprocess.Popen(["/bin/true"])
+            t_started = time.time()
+            job.wait()
+            out.append((t_started - t0 - (t_exit - t0)) * 1000)
+    return out
+
+
+IDLE_CONFIG = """\
+version: 1
+gpus: [{name: gpu0, index: 0}]
+broker: {poll_interval: 1s}
+tenants:
+  plex: {gpu: gpu0, vram: 2GiB, priority: 100, preemptible: false, match: {cmdline: "--name plex"}}
+  whisper: {gpu: gpu0, vram: 3GiB, priority: 20, match: {cmdline: "--name whisper"}}
+  ollama: {gpu: gpu0, vram: 4GiB, priority: 10, match: {cmdline: "--name ollama"}}
+jobs:
+  render: {gpu: gpu0, vram: 6GiB, priority: 50, command: [/bin/true], schedule: "0 4 * * *"}
+"""
+
+
+def cpu_and_rss(pid: int, seconds: float) -> tuple[float, float]:
+    proc = psutil.Process(pid)
+    before, t0 = proc.cpu_times(), time.monotonic()
+    time.sleep(seconds)
+    after, t1 = proc.cpu_times(), time.monotonic()
+    used = (after.user - before.user) + (after.system - before.system)
+    return 100 * used / (t1 - t0), proc.memory_info().rss / 1e6
+
+
+PEER_LOOP = """\
+import sys, time
+from gpuherd.gpu.sim import SimBackend
+backend = SimBackend(sys.argv[1])
+while True:
+    backend.snapshot()
+    time.sleep(1)
+"""
+
+
+def idle(seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Broker(Path(tmp), IDLE_CONFIG)
+        tenants = [
+            subprocess.Popen(
+                [*broker.hold_argv(), "--vram", f"{gib}GiB", "--name", name],
+                stdout=subprocess.DEVNULL,
+            )
+            for name, gib in (("plex", 2), ("whisper", 3), ("ollama", 4))
+        ]
+        try:
+            time.sleep(3)  # past start-up
+            cpu, rss = cpu_and_rss(broker.proc.pid, seconds)
+            peer = subprocess.Popen([sys.executable, "-c", PEER_LOOP, str(broker.sim)])
+            time.sleep(3)
+            peer_cpu, peer_rss = cpu_and_rss(peer.pid, seconds)
+            peer.terminate()
+            peer.wait()
+        finally:
+            broker.close()
+            for t in tenants:
+                t.terminate()
+                t.wait()
+    return {
+        "seconds": seconds,
+        "gpuherd_cpu_percent": round(cpu, 3),
+        "gpuherd_rss_mb": round(rss, 1),
+        "peer_loop_cpu_percent": round(peer_cpu, 3),
+        "peer_loop_rss_mb": round(peer_rss, 1),
+        "target_cpu_percent": 1.0,
+        "target_rss_mb": 100.0,
+    }
+
+
+LOAD_CONFIG = """\
+version: 1
+gpus: [{name: gpu0, index: 0}]
+broker: {poll_interval: 1s}
+jobs:
+  tiny: {gpu: gpu0, vram: 64MiB, command: [/bin/true]}
+"""
+
+
+def load(n: int, threads: int = 32) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Broker(Path(tmp), LOAD_CONFIG)
+        local = threading.local()
+
+        def submit(_i: int) -> str:
+            if not hasattr(local, "client"):
+                local.client = broker.new_client()
+            response = local.client.post("/v1/jobs", json={"name": "tiny"})
+            response.raise_for_status()
+            job_id: str = response.json()["id"]
+            return job_id
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(threads) as pool:
+            ids = list(pool.map(submit, range(n)))
+        submitted_s = time.monotonic() - t0
+        while broker.client.get("/v1/jobs").json():
+            time.sleep(0.05)
+        total_s = time.monotonic() - t0
+        broker.close()
+        db = sqlite3.connect(Path(tmp) / "state" / "journal.db")
+        states = Counter(s for (s,) in db.execute("SELECT state FROM jobs"))
+        starts = Counter(
+            j for (j,) in db.execute("SELECT job_id FROM events WHERE kind = 'job_starting'")
+        )
+        db.close()
+    assert len(set(ids)) == n, "duplicate ids"
+    assert sum(states.values()) == n, f"{sum(states.values())} jobs in the journal, not {n}"
+    assert set(starts) == set(ids), "a job never started"
+    assert max(starts.values()) == 1, "a job started twice"
+    t1 = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _i: subprocess.run(["/bin/true"], check=True), range(n)))
+    peer_s = time.monotonic() - t1
+    return {
+        "jobs": n,
+        "client_threads": threads,
+        "final_states": dict(states),
+        "lost": n - sum(states.values()),
+        "started_twice": sum(1 for c in starts.values() if c > 1),
+        "submit_all_s": round(submitted_s, 2),
+        "all_final_s": round(total_s, 2),
+        "gpuherd_jobs_per_s": round(n / total_s, 1),
+        "peer_direct_spawn_jobs_per_s": round(n / peer_s, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--only", choices=["overhead", "idle", "load"])
+    args = parser.parse_args()
+    result: dict[str, Any] = {"benchmark": "broker", "backend": "sim"}
+    if args.only in (None, "overhead"):
+        result["overhead"] = overhead(args.rounds)
+        print(json.dumps(result["overhead"]), flush=True)
+    if args.only in (None, "idle"):
+        result["idle"] = idle(args.idle_seconds)
+        print(json.dumps(result["idle"]), flush=True)
+    if args.only in (None, "load"):
+        result["load"] = load(args.jobs)
+        print(json.dumps(result["load"]), flush=True)
+    if args.only is None:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "broker.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
