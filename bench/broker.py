@@ -68,6 +68,7 @@ class Broker:
         )
         assert self.proc.stdout is not None
         assert json.loads(self.proc.stdout.readline())["event"] == "listening"
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # its event log
         self.client = self.new_client()
 
     def hold_argv(self) -> list[str]:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ def _first_line(proc: subprocess.Popen[str]) -> str:
     if not line:
         proc.wait(timeout=10)
         raise RuntimeError(f"{proc.args!r} exited {proc.returncode} before it was ready")
+    # Keep reading: the broker goes on logging a line per event, and a full pipe would stall it.
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     return line
 
 

@@ -32,7 +32,7 @@ os.execv(sys.argv[3], sys.argv[3:])
 """
 
 
-def engine_for(sim_dir: Path, tmp_path: Path) -> Engine:
+def engine_for(sim_dir: Path, tmp_path: Path, health: str = "") -> Engine:
     script = tmp_path / "starter.py"
     script.write_text(STARTER)
     hold = gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir))
@@ -50,7 +50,7 @@ tenants:
     vram: 3GiB
     priority: 20
     cooldown: 0s
-    restore_timeout: 1s
+    restore_timeout: 1s{health}
     match: {{cmdline: "--name whisper"}}
     preempt: [{{signal: {{grace: 5s, start: {start!r}}}}}]
 jobs:
@@ -138,3 +138,29 @@ def test_a_restore_waits_for_room_instead_of_loading_into_an_oom(
     intruder.wait(timeout=10)
     step_until(engine, lambda: whisper_state(engine) == "restored")
     assert (tmp_path / "marks").read_text() == "x"
+
+
+def test_a_restore_counts_only_once_the_health_check_passes(
+    sim_dir: Path, holder: HolderFactory, tmp_path: Path
+) -> None:
+    holder("--vram", "2GiB", "--name", "plex")
+    holder("--vram", "3GiB", "--name", "whisper")
+    (tmp_path / "flag").write_text("")
+    ready = tmp_path / "ready"
+    check = [sys.executable, "-c", f"import os, sys; sys.exit(not os.path.exists({str(ready)!r}))"]
+    engine = engine_for(sim_dir, tmp_path, health=f"\n    health: {{command: {check!r}}}")
+    job = engine.submit("render")
+    step_until(engine, lambda: engine.journal.job(job).state == "succeeded")  # type: ignore[union-attr]
+    # Its memory is back, but it does not answer yet: not restored.
+    assert whisper_state(engine) == "restore_failed"
+    failed = [e.message for e in engine.journal.events() if e.kind == "restore_failed"]
+    assert failed[0].endswith("health check: " + sys.executable + " exited 1")
+    stop_at = time.monotonic() + 1.6  # the retries at +0.5 s and +1 s find it unhealthy too
+    step_until(engine, lambda: time.monotonic() > stop_at)
+    assert whisper_state(engine) == "restore_failed"
+    failed = [e.message for e in engine.journal.events() if e.kind == "restore_failed"]
+    assert len(failed) >= 2
+    assert all("health check: " in m for m in failed)
+    ready.write_text("")
+    step_until(engine, lambda: whisper_state(engine) == "restored")
+    assert (tmp_path / "marks").read_text() == "x"  # the memory check skipped a second start

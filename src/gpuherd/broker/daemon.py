@@ -24,6 +24,8 @@ class Daemon:
         self.lock = threading.RLock()
         self.stopping = threading.Event()
         self._wake = threading.Event()
+        self.log: Callable[[dict[str, object]], None] | None = None  # set once it may print
+        self._logged = 0  # id of the last event handed to `log`
         engine.notify = self.wake  # a job process exits: restore its tenants now, not next poll
         self.ready = threading.Event()
         self.last_snapshot: GpuSnapshot | None = None
@@ -39,6 +41,16 @@ class Daemon:
         self._thread = threading.Thread(target=self._loop, name="gpuherd-engine", daemon=True)
         self._thread.start()
 
+    def flush_log(self) -> None:
+        """Hand the events written since the last call to `log`, as structured records."""
+        if self.log is None:
+            return
+        for e in self.engine.journal.events_after(self._logged):
+            record: dict[str, object] = {"event": e.kind, "at": round(e.at, 3)}
+            record |= {"job": e.job_id, "tenant": e.tenant, "message": e.message}
+            self.log({k: v for k, v in record.items() if v is not None})
+            self._logged = e.id
+
     def wake(self) -> None:
         """Step now (a submission, a cancel, a job exit) instead of at the next poll."""
         self._wake.set()
@@ -52,6 +64,7 @@ class Daemon:
                 except Exception as exc:
                     self.engine.journal.record("engine_error", f"{type(exc).__name__}: {exc}")
             self.ready.set()
+            self.flush_log()
             self._wake.wait(self.poll_interval)
             self._wake.clear()
 
@@ -60,3 +73,4 @@ class Daemon:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.flush_log()

@@ -20,6 +20,7 @@ from typing import Any
 
 from gpuherd.actuators.base import ActContext, ActuatorError
 from gpuherd.actuators.factory import UnsupportedMethod, actuator_for
+from gpuherd.actuators.health import probe, wait_healthy
 from gpuherd.broker.cron import Missed, Schedule, due
 from gpuherd.broker.journal import JobRow, Journal
 from gpuherd.broker.runner import RunningJob, launch, preflight, stop, success
@@ -398,39 +399,49 @@ class Engine:
     def _restore_one(
         self, release_id: int, tenant: str, kind: str | None, detail: dict[str, Any]
     ) -> bool:
-        spec = self.config.tenants[TenantName(tenant)]
+        health = self.config.tenants[TenantName(tenant)].health
         if self._held(self.backend.snapshot()).get(tenant, (0, ()))[0] > 0:
             # Trust the hardware: it holds memory, so it runs (a crash hit between the intent
-            # and the release, or it came back by itself). Restoring would start it twice.
-            self.journal.mark_restored(release_id)
-            return True
+            # and the release, or it came back by itself). Restoring would start it twice;
+            # only its health check, if it has one, may still say no.
+            why = None if health is None else probe(health, timeout=10.0)
+            why = None if why is None else f"health check: {why}"
+        else:
+            why = self._try_restore(tenant, kind, detail)
+        if why is not None:
+            self.journal.mark_restore_failed(release_id, why)
+            return False
+        self.journal.mark_restored(release_id)
+        return True
+
+    def _try_restore(self, tenant: str, kind: str | None, detail: dict[str, Any]) -> str | None:
+        """Restore with the method that released it and verify; None on success, else why."""
+        spec = self.config.tenants[TenantName(tenant)]
         method = next((m for m in spec.preempt if m.kind == kind), None)
         if method is None:
-            self.journal.mark_restore_failed(release_id, f"no {kind} method any more")
-            return False
+            return f"no {kind} method any more"
         expected = int(detail.get("held", 1) or 0)
         free = self._wait_free(spec.gpu, expected, timeout=min(spec.restore_timeout, 10.0))
         if free is not None:
             # Do not even try: a model load would OOM and a cuda-checkpoint restore without
             # room fails for good. Retried with backoff once the memory is back.
-            self.journal.mark_restore_failed(
-                release_id,
-                f"needs {format_bytes(expected)} free on {spec.gpu}, {format_bytes(free)} free",
-            )
-            return False
+            return f"needs {format_bytes(expected)} free on {spec.gpu}, {format_bytes(free)} free"
         ctx = ActContext(
             tenant=tenant, pids=(), log_dir=self.state_dir / "logs", timeout=spec.restore_timeout
         )
+        deadline = time.monotonic() + spec.restore_timeout
         try:
             actuator_for(method).restore(ctx, detail)
         except (ActuatorError, UnsupportedMethod) as exc:
-            self.journal.mark_restore_failed(release_id, str(exc))
-            return False
+            return str(exc)
         if expected and not self._wait_held(tenant, lambda b: b > 0, spec.restore_timeout):
-            self.journal.mark_restore_failed(release_id, "its memory did not come back in time")
-            return False
-        self.journal.mark_restored(release_id)
-        return True
+            return "its memory did not come back in time"
+        if spec.health is not None:  # memory alone does not prove it serves
+            left = max(deadline - time.monotonic(), 1.0)
+            why = wait_healthy(spec.health, left, poll=min(self.poll * 5, 0.5))
+            if why is not None:
+                return f"health check: {why}"
+        return None
 
     def _restore_all(self, job_id: str | None) -> None:
         """Restore in reverse release order (pending_restores is newest first)."""

@@ -451,6 +451,13 @@ class Journal:
         with self._write() as conn:
             self._event(conn, kind, message, job_id=job_id, tenant=tenant)
 
+    def events_after(self, event_id: int) -> list[EventRow]:
+        rows = self._conn.execute(
+            "SELECT id, at, kind, job_id, tenant, message FROM events WHERE id > ? ORDER BY id",
+            (event_id,),
+        )
+        return [EventRow(*r) for r in rows]
+
     def events(self, *, since: float | None = None) -> list[EventRow]:
         rows = self._conn.execute(
             "SELECT id, at, kind, job_id, tenant, message FROM events WHERE at >= ? ORDER BY id",

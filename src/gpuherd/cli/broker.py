@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket as socket_mod
+import sqlite3
 import sys
 import threading
 import time
@@ -107,23 +108,21 @@ def serve(
     _Server = _server_class()
     from gpuherd.broker.daemon import Daemon
     from gpuherd.broker.engine import Engine
-    from gpuherd.broker.journal import Journal
+    from gpuherd.broker.journal import Journal, JournalError
 
     spec = load_config_or_exit(config or Path("gpuherd.yaml"))
-    token = None
-    if listen is not None:
-        if token_file is None:
-            fail("--listen needs --token-file: the broker runs commands, TCP is never open")
-        token = token_file.read_text().strip()
-        if len(token) < 16:
-            fail(f"{token_file}: the token must be at least 16 characters")
+    token = _server_token(listen, token_file)
     state_dir = state or default_state()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     state_dir.chmod(0o700)
+    try:
+        journal = Journal(state_dir / "journal.db")
+    except (JournalError, sqlite3.Error) as exc:
+        fail(f"{state_dir / 'journal.db'}: {exc}")
     engine = Engine(
         config=spec,
         backend=open_backend_or_exit(backend, sim_dir),
-        journal=Journal(state_dir / "journal.db"),
+        journal=journal,
         state_dir=state_dir,
         poll=min(spec.broker.poll_interval, 0.05),  # waits on a release or restore
     )
@@ -164,6 +163,9 @@ def serve(
                 time.sleep(0.02)
             if server.started:
                 print(json.dumps(ready), flush=True)
+                # From here on, one JSON line per journal event (replay's included).
+                daemon.log = lambda record: print(json.dumps(record), flush=True)
+                daemon.wake()
 
         threading.Thread(target=announce, daemon=True).start()
         server.run()  # returns on SIGINT/SIGTERM
@@ -174,11 +176,29 @@ def serve(
         print(json.dumps({"event": "stopped"}), flush=True)
 
 
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        fail(f"--token-file {path}: {exc.strerror or exc}")
+
+
+def _server_token(listen: str | None, token_file: Path | None) -> str | None:
+    if listen is None:
+        return None
+    if token_file is None:
+        fail("--listen needs --token-file: the broker runs commands, TCP is never open")
+    token = _read_token(token_file)
+    if len(token) < 16:
+        fail(f"{token_file}: the token must be at least 16 characters")
+    return token
+
+
 def _client(socket: Path | None, url: str | None, token_file: Path | None) -> Any:
     import httpx
 
     if url:
-        token = token_file.read_text().strip() if token_file else ""
+        token = _read_token(token_file) if token_file else ""
         return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     path = socket or default_socket()
     return httpx.Client(
