@@ -94,6 +94,28 @@ def test_presets(app: App, sim_dir: Path, tmp_path: Path) -> None:
     wait_for(lambda: used(sim_dir) == 2 * GIB)
 
 
+def test_llamacpp_router_preset_and_generic_calls(app: App, sim_dir: Path, tmp_path: Path) -> None:
+    llama = app("llamacpp", "qwen=3GiB,llama=2GiB")
+    assert used(sim_dir) == 5 * GIB
+    act = HttpActuator(preset="llamacpp", url=llama, model="qwen")
+    act.release(ctx(tmp_path))
+    assert used(sim_dir) == 2 * GIB  # only the named model left the GPU
+    act.restore(ctx(tmp_path), {})
+    assert used(sim_dir) == 5 * GIB
+    # The same through explicit calls, as a user would write for an app without a preset.
+    generic = HttpActuator(
+        release=("POST", f"{llama}/models/unload", {"model": "llama"}),
+        restore=("POST", f"{llama}/models/load", {"model": "llama"}),
+    )
+    assert generic.release(ctx(tmp_path)) == {"status": 200}
+    assert used(sim_dir) == 3 * GIB
+    generic.restore(ctx(tmp_path), {})
+    assert used(sim_dir) == 5 * GIB
+    wrong = HttpActuator(preset="llamacpp", url=llama, model="mistral")
+    with pytest.raises(ActuatorError, match=r"/models/unload answered 404: .*mistral"):
+        wrong.release(ctx(tmp_path))
+
+
 def test_unreachable_server_is_an_actuator_error(tmp_path: Path) -> None:
     with pytest.raises(ActuatorError, match=r"GET http://127\.0\.0\.1:9/api/ps failed"):
         OllamaActuator("http://127.0.0.1:9").release(ctx(tmp_path))

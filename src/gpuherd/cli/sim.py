@@ -176,6 +176,7 @@ class AppKind(StrEnum):
     vllm = "vllm"
     comfyui = "comfyui"
     a1111 = "a1111"
+    llamacpp = "llamacpp"
 
 
 @app.command(name="app")

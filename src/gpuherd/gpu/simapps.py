@@ -65,6 +65,9 @@ def handler(app: App) -> type[BaseHTTPRequestHandler]:
             return json.loads(self.rfile.read(length) or b"null")
 
         def do_GET(self) -> None:
+            def _status(model: str) -> str:
+                return "loaded" if model in app.loaded else "unloaded"
+
             path = urlparse(self.path).path
             if app.kind == "ollama" and path == "/api/ps":
                 expires = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
@@ -83,6 +86,15 @@ def handler(app: App) -> type[BaseHTTPRequestHandler]:
                         ]
                     },
                 )
+            elif app.kind == "llamacpp" and path == "/models":  # llama-server router mode
+                self.reply(
+                    200,
+                    {
+                        "data": [
+                            {"id": m, "status": {"value": _status(m)}} for m in sorted(app.models)
+                        ]
+                    },
+                )
             elif app.kind == "vllm" and path == "/is_sleeping":
                 self.reply(200, {"is_sleeping": app.sleeping})
             else:
@@ -92,20 +104,7 @@ def handler(app: App) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             with app.lock:
                 if app.kind == "ollama" and url.path == "/api/generate":
-                    request = self.body()
-                    model = request.get("model")
-                    if model not in app.models:
-                        self.reply(404, {"error": f"model '{model}' not found"})
-                    elif request.get("keep_alive") == 0:
-                        app.unload(model)
-                        self.reply(200, {"model": model, "done": True, "done_reason": "unload"})
-                    else:
-                        try:
-                            app.load(model)
-                        except SimError as exc:
-                            self.reply(500, {"error": str(exc)})
-                            return
-                        self.reply(200, {"model": model, "done": True, "done_reason": "load"})
+                    self._ollama_generate(self.body())
                 elif app.kind == "vllm" and url.path in ("/sleep", "/wake_up"):
                     level = parse_qs(url.query).get("level", ["1"])[0]
                     threading.Thread(target=self._vllm, args=(url.path == "/sleep",)).start()
@@ -120,8 +119,37 @@ def handler(app: App) -> type[BaseHTTPRequestHandler]:
                     for name in app.models:
                         app.load(name)
                     self.reply(200, {})
+                elif app.kind == "llamacpp" and url.path in ("/models/load", "/models/unload"):
+                    self._llamacpp((self.body() or {}).get("model"), url.path.endswith("/load"))
                 else:
                     self.reply(404, {"error": "not found"})
+
+        def _ollama_generate(self, request: dict[str, Any]) -> None:
+            model = request.get("model")
+            if model not in app.models:
+                self.reply(404, {"error": f"model '{model}' not found"})
+            elif request.get("keep_alive") == 0:
+                app.unload(model)
+                self.reply(200, {"model": model, "done": True, "done_reason": "unload"})
+            else:
+                try:
+                    app.load(model)
+                except SimError as exc:
+                    self.reply(500, {"error": str(exc)})
+                    return
+                self.reply(200, {"model": model, "done": True, "done_reason": "load"})
+
+        def _llamacpp(self, model: str | None, load: bool) -> None:
+            """llama-server router mode: POST /models/load and /models/unload {"model": M}."""
+            if model not in app.models:
+                self.reply(404, {"error": {"message": f"model {model!r} not found"}})
+                return
+            try:
+                app.load(model) if load else app.unload(model)
+            except SimError as exc:
+                self.reply(500, {"error": {"message": str(exc)}})
+                return
+            self.reply(200, {"success": True})
 
         def _vllm(self, sleep: bool) -> None:
             time.sleep(0.3)  # vLLM answers /sleep before the weights are off the GPU
