@@ -8,59 +8,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gpuherd.broker.journal import Journal
 from gpuherd.gpu.sim import SimHost
+from tests.broker.conftest import seed_config
 from tests.conftest import GIB, HolderFactory, gpuherd_argv
-
-
-def config(sim_dir: Path, ollama: str) -> str:
-    hold = ", ".join(f"'{a}'" for a in gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir)))
-    return f"""\
-version: 1
-gpus: [{{name: gpu0, index: 0}}]
-broker: {{poll_interval: 0.1s}}
-tenants:
-  plex: {{gpu: gpu0, vram: 2GiB, priority: 100, preemptible: false, match: {{cmdline: "--name plex"}}}}
-  whisper:
-    gpu: gpu0
-    vram: 3GiB
-    priority: 20
-    cooldown: 0s
-    match: {{cmdline: "--name whisper"}}
-    preempt: [{{signal: {{grace: 5s, start: [{hold}, '--vram', '3GiB', '--name', 'whisper']}}}}]
-  ollama:
-    gpu: gpu0
-    vram: 4GiB
-    priority: 10
-    cooldown: 0s
-    match: {{cmdline: "sim app ollama"}}
-    preempt: [{{ollama: {{url: "{ollama}"}}}}]
-jobs:
-  render:
-    gpu: gpu0
-    vram: 8GiB
-    priority: 50
-    timeout: 60s
-    command: [{hold}, '--vram', '8GiB', '--for', '3s', '--name', 'render']
-"""
-
-
-@pytest.fixture
-def ollama(sim_dir: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        gpuherd_argv("sim", "app", "ollama", "llama3=4GiB", "--sim-dir", str(sim_dir)),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    yield f"http://127.0.0.1:{proc.stdout.readline().split()[1]}"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def story(journal: Journal) -> str:
@@ -115,7 +70,9 @@ def test_kill_9_and_restart(
     holder("--vram", "2GiB", "--name", "plex")
     holder("--vram", "3GiB", "--name", "whisper")
     cfg = tmp_path / "gpuherd.yaml"
-    cfg.write_text(config(sim_dir, ollama))
+    cfg.write_text(
+        seed_config(sim_dir, ollama, render="8GiB", run_for="3s", broker="{poll_interval: 0.1s}")
+    )
     state, sock = tmp_path / "state", tmp_path / "gpuherd.sock"
     state.mkdir(mode=0o700)
     journal = Journal(state / "journal.db")  # both queued before the broker's first step

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import Journal
 from gpuherd.gpu.sim import SimBackend, SimHost
 from gpuherd.spec import parse_config
-from tests.conftest import GIB, HolderFactory, gpuherd_argv, wait_for
+from tests.broker.conftest import seed_config
+from tests.conftest import GIB, HolderFactory, wait_for
 
 
 def used(sim_dir: Path) -> int:
@@ -23,50 +20,9 @@ def used(sim_dir: Path) -> int:
         return host.snapshot().devices[0].memory_used
 
 
-@pytest.fixture
-def ollama(sim_dir: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        gpuherd_argv("sim", "app", "ollama", "llama3=4GiB", "--sim-dir", str(sim_dir)),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    port = proc.stdout.readline().split()[1]
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 def config_text(sim_dir: Path, ollama_url: str, extra_job: str = "") -> str:
-    hold = ", ".join(f"'{a}'" for a in gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir)))
-    return f"""\
-version: 1
-gpus: [{{name: gpu0, index: 0}}]
-tenants:
-  plex: {{gpu: gpu0, vram: 2GiB, priority: 100, preemptible: false, match: {{cmdline: "--name plex"}}}}
-  whisper:
-    gpu: gpu0
-    vram: 3GiB
-    priority: 20
-    cooldown: 0s
-    match: {{cmdline: "--name whisper"}}
-    preempt: [{{signal: {{grace: 5s, start: [{hold}, '--vram', '3GiB', '--name', 'whisper']}}}}]
-  ollama:
-    gpu: gpu0
-    vram: 4GiB
-    priority: 10
-    cooldown: 0s
-    match: {{cmdline: "sim app ollama"}}
-    preempt: [{{ollama: {{url: "{ollama_url}"}}}}]
-jobs:
-  render:
-    gpu: gpu0
-    vram: 6GiB
-    priority: 50
-    timeout: 60s
-    command: [{hold}, '--vram', '6GiB', '--for', '1.5s', '--name', 'render']
-    success: [{{exit_code: 0}}, {{not_on_cpu: 30s}}]
-{extra_job}"""
+    success = "    success: [{exit_code: 0}, {not_on_cpu: 30s}]\n"
+    return seed_config(sim_dir, ollama_url, render_extra=success, extra_job=extra_job)
 
 
 def engine_for(text: str, sim_dir: Path, state: Path) -> Engine:

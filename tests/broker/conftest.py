@@ -1,0 +1,69 @@
+"""Shared by the broker tests: seed 000's host (Plex, Whisper, Ollama and a render)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import gpuherd_argv
+
+
+@pytest.fixture
+def ollama(sim_dir: Path) -> Iterator[str]:
+    """A simulated Ollama with llama3 (4 GiB) loaded; yields its URL."""
+    proc = subprocess.Popen(
+        gpuherd_argv("sim", "app", "ollama", "llama3=4GiB", "--sim-dir", str(sim_dir)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port = proc.stdout.readline().split()[1]
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def seed_config(
+    sim_dir: Path,
+    ollama_url: str,
+    *,
+    render: str = "6GiB",
+    run_for: str = "1.5s",
+    broker: str = "{}",
+    render_extra: str = "",
+    extra_job: str = "",
+) -> str:
+    """Plex 2 GiB (not preemptible), Whisper 3 GiB (signal), Ollama 4 GiB (ollama method) on a
+    12 GiB GPU, and a `render` job at priority 50 that holds `render` for `run_for`."""
+    hold = ", ".join(f"'{a}'" for a in gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir)))
+    return f"""\
+version: 1
+gpus: [{{name: gpu0, index: 0}}]
+broker: {broker}
+tenants:
+  plex: {{gpu: gpu0, vram: 2GiB, priority: 100, preemptible: false, match: {{cmdline: "--name plex"}}}}
+  whisper:
+    gpu: gpu0
+    vram: 3GiB
+    priority: 20
+    cooldown: 0s
+    match: {{cmdline: "--name whisper"}}
+    preempt: [{{signal: {{grace: 5s, start: [{hold}, '--vram', '3GiB', '--name', 'whisper']}}}}]
+  ollama:
+    gpu: gpu0
+    vram: 4GiB
+    priority: 10
+    cooldown: 0s
+    match: {{cmdline: "sim app ollama"}}
+    preempt: [{{ollama: {{url: "{ollama_url}"}}}}]
+jobs:
+  render:
+    gpu: gpu0
+    vram: {render}
+    priority: 50
+    timeout: 60s
+    command: [{hold}, '--vram', '{render}', '--for', '{run_for}', '--name', 'render']
+{render_extra}{extra_job}"""
