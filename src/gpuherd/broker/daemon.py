@@ -28,7 +28,6 @@ class Daemon:
         self._logged = 0  # id of the last event handed to `log`
         engine.notify = self.wake  # a job process exits: restore its tenants now, not next poll
         self.ready = threading.Event()
-        self.last_snapshot: GpuSnapshot | None = None
         self._thread: threading.Thread | None = None
 
     def locked(self, fn: Callable[[], T]) -> T:
@@ -51,6 +50,11 @@ class Daemon:
             self.log({k: v for k, v in record.items() if v is not None})
             self._logged = e.id
 
+    @property
+    def last_snapshot(self) -> GpuSnapshot | None:
+        """The GPU reading of the latest step (for status and metrics)."""
+        return self.engine.last_snapshot
+
     def wake(self) -> None:
         """Step now (a submission, a cancel, a job exit) instead of at the next poll."""
         self._wake.set()
@@ -60,7 +64,6 @@ class Daemon:
             with self.lock:
                 try:
                     self.engine.step()
-                    self.last_snapshot = self.engine.last_snapshot
                 except Exception as exc:
                     self.engine.journal.record("engine_error", f"{type(exc).__name__}: {exc}")
             self.ready.set()

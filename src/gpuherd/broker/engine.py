@@ -68,19 +68,17 @@ class Active:
         return self.running.pid if self.running is not None else self.row.pid or 0
 
 
-def _job_usage(pid: int, snap: GpuSnapshot) -> tuple[bool, int]:
-    """(on the GPU, bytes used) for the job's process group: the job runs in its own group, so
+def _usage_by_group(snap: GpuSnapshot) -> dict[int, int]:
+    """GPU bytes per process group. A job runs in its own group (its pid is the group id), so
     its children (a renderer spawned by a wrapper script) count as the job."""
-    on, used = False, 0
+    used: dict[int, int] = {}
     for proc in snap.processes:
-        if proc.pid != pid:
-            try:
-                if os.getpgid(proc.pid) != pid:
-                    continue
-            except OSError:  # gone, or in another pid namespace
-                continue
-        on, used = True, used + (proc.used_bytes or 0)
-    return on, used
+        try:
+            group = os.getpgid(proc.pid)
+        except OSError:  # gone, or in another pid namespace
+            group = proc.pid
+        used[group] = used.get(group, 0) + (proc.used_bytes or 0)
+    return used
 
 
 @dataclass
@@ -140,9 +138,7 @@ class Engine:
 
     def _tenant_states(self, held: dict[str, tuple[int, tuple[int, ...]]]) -> list[TenantState]:
         released = {r.tenant for r in self.journal.releases(open_only=True)}
-        restored_at = {
-            r.tenant: r.restored_at for r in self.journal.releases() if r.restored_at is not None
-        }
+        restored_at = self.journal.last_restored()  # not every release ever, at every step
         states = []
         for name, t in self.config.tenants.items():
             last = restored_at.get(name)
@@ -474,11 +470,13 @@ class Engine:
         """Follow the running jobs; returns how many ended."""
         now = self.clock()
         ended_jobs = 0
+        usage = _usage_by_group(snap) if self.active else {}
         for job_id, act in list(self.active.items()):
-            on_gpu, used = _job_usage(act.pid, snap)
-            if on_gpu and act.gpu_seen_at is None:
+            used = usage.get(act.pid)
+            if used is not None and act.gpu_seen_at is None:
                 act.gpu_seen_at = now
-            act.vram_now, act.peak_vram = used, max(act.peak_vram, used)
+            act.vram_now = used or 0
+            act.peak_vram = max(act.peak_vram, act.vram_now)
             ended, code = self._exit_code(act)
             if not ended:
                 act.stopped_for = self._must_stop(act, now - (act.row.started_at or now))
@@ -541,7 +539,6 @@ class Engine:
         outcome = "failed" if reasons else "succeeded"
         result = {
             "exit_code": code,
-            "outcome": outcome,
             "stopped_for": act.stopped_for,
             "peak_vram_bytes": act.peak_vram,
             "checks": [{"check": c.check, "ok": c.ok, "detail": c.detail} for c in checks],

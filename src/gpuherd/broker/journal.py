@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpuherd.sqlitetx import immediate
+
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -179,14 +181,8 @@ class Journal:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, immediate(self._conn) as conn:
+            yield conn
 
     def _event(
         self,
@@ -452,15 +448,18 @@ class Journal:
             self._event(conn, kind, message, job_id=job_id, tenant=tenant)
 
     def events_after(self, event_id: int) -> list[EventRow]:
-        rows = self._conn.execute(
-            "SELECT id, at, kind, job_id, tenant, message FROM events WHERE id > ? ORDER BY id",
-            (event_id,),
-        )
-        return [EventRow(*r) for r in rows]
+        return self._events("id > ?", event_id)
 
     def events(self, *, since: float | None = None) -> list[EventRow]:
-        rows = self._conn.execute(
-            "SELECT id, at, kind, job_id, tenant, message FROM events WHERE at >= ? ORDER BY id",
-            (since if since is not None else 0.0,),
-        )
-        return [EventRow(*r) for r in rows]
+        return self._events("at >= ?", since if since is not None else 0.0)
+
+    def _events(self, where: str, arg: float) -> list[EventRow]:
+        """`where` is one of the two literal conditions above, never user text."""
+        columns = "id, at, kind, job_id, tenant, message"
+        sql = f"SELECT {columns} FROM events WHERE {where} ORDER BY id"  # noqa: S608
+        return [EventRow(*r) for r in self._conn.execute(sql, (arg,))]
+
+    def last_restored(self) -> dict[str, float]:
+        """When each tenant was last restored (for its cooldown)."""
+        sql = "SELECT tenant, MAX(restored_at) FROM releases WHERE restored_at IS NOT NULL "
+        return dict(self._conn.execute(sql + "GROUP BY tenant"))

@@ -27,6 +27,16 @@ class CheckResult:
     detail: str
 
 
+def _at_least(workdir: Path, pattern: str, minimum: int, label: str, noun: str) -> CheckResult:
+    """At least `minimum` paths under `workdir` match the (recursive) glob `pattern`."""
+    matches = _glob.glob(str(workdir / pattern), recursive=True)
+    return CheckResult(
+        f"{label} {pattern}",
+        len(matches) >= minimum,
+        f"{len(matches)} {noun}, at least {minimum} needed",
+    )
+
+
 def _size_of(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -59,12 +69,7 @@ def _preflight_one(check: PreflightCheck, workdir: Path) -> CheckResult:
             found or f"{check.command} is not on PATH",
         )
     if check.count is not None:
-        matches = _glob.glob(str(workdir / check.count.glob), recursive=True)
-        return CheckResult(
-            f"count {check.count.glob}",
-            len(matches) >= check.count.min,
-            f"{len(matches)} found, at least {check.count.min} needed",
-        )
+        return _at_least(workdir, check.count.glob, check.count.min, "count", "found")
     assert check.min_size is not None
     path = workdir / check.min_size.path
     size = _size_of(path) if path.exists() else 0
@@ -181,12 +186,7 @@ def _success_one(
             f"exit_code {check.exit_code}", exit_code == check.exit_code, f"exited {exit_code}"
         )
     if check.glob is not None:
-        matches = _glob.glob(str(workdir / check.glob.pattern), recursive=True)
-        return CheckResult(
-            f"glob {check.glob.pattern}",
-            len(matches) >= check.glob.min_count,
-            f"{len(matches)} files, at least {check.glob.min_count} needed",
-        )
+        return _at_least(workdir, check.glob.pattern, check.glob.min_count, "glob", "files")
     if check.done_file is not None:
         path = workdir / check.done_file.path
         deadline = time.monotonic() + (check.done_file.timeout if wait_done_file else 0)

@@ -25,6 +25,7 @@ from typing import Literal
 from gpuherd.gpu.base import BackendUnavailable, GpuDevice, GpuProcess, GpuSnapshot
 from gpuherd.gpu.procinfo import read_cmdline, start_ticks
 from gpuherd.ids import GpuUuid
+from gpuherd.sqlitetx import immediate
 from gpuherd.units import format_bytes
 
 __all__ = [
@@ -178,13 +179,8 @@ class SimHost:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short exclusive write transaction: the single-writer rule, enforced by SQLite."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        with immediate(self._conn) as conn:
+            yield conn
 
     # --- reading -------------------------------------------------------------------------
 

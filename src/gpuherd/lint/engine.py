@@ -18,10 +18,11 @@ from gpuherd.lint.rules.base import LintContext
 from gpuherd.lint.sources.compose import compose_services
 from gpuherd.lint.sources.device_plugin import embedded, standalone
 from gpuherd.lint.sources.ecs import agent_config, task_definitions
-from gpuherd.lint.sources.k8s import POD_SPEC_PATHS, k8s_objects
+from gpuherd.lint.sources.k8s import k8s_objects
 from gpuherd.lint.sources.runtime import TomlError, from_json_doc, from_toml
 from gpuherd.lint.sources.terraform import TerraformError
 from gpuherd.lint.sources.terraform import task_definitions as terraform_tasks
+from gpuherd.spec.from_k8s import POD_SPEC_PATHS
 from gpuherd.yamlpos import Pos, YamlError, load_documents
 
 EXTENSIONS = (".yaml", ".yml", ".json", ".toml", ".tf")

@@ -109,12 +109,14 @@ def workload_claim(
 
 # --- tenants and GPUs from manifests (gpuherd plan --from-k8s) --------------------------------
 
+# Where each workload kind keeps its pod spec; the linter walks the same table.
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),
     "StatefulSet": ("spec", "template", "spec"),
     "DaemonSet": ("spec", "template", "spec"),
     "ReplicaSet": ("spec", "template", "spec"),
+    "ReplicationController": ("spec", "template", "spec"),
     "Job": ("spec", "template", "spec"),
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }

@@ -13,18 +13,8 @@ from functools import cached_property
 from typing import Any
 
 from gpuherd.lint.sources.access import as_list
+from gpuherd.spec.from_k8s import POD_SPEC_PATHS
 from gpuherd.yamlpos import Path, Pos, PositionedDoc
-
-POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "ReplicationController": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-}
 
 
 @dataclass(frozen=True)
