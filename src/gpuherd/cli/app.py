@@ -10,6 +10,7 @@ import typer
 
 from gpuherd import __version__
 from gpuherd.cli import broker as broker_cmd
+from gpuherd.cli import checkpoint as checkpoint_cmd
 from gpuherd.cli import doctor as doctor_cmd
 from gpuherd.cli import gpus as gpus_cmd
 from gpuherd.cli import lint as lint_cmd
@@ -55,6 +56,7 @@ app.command(name="lint")(lint_cmd.lint)
 app.command(name="plan")(plan_cmd.plan)
 app.command(name="validate")(validate_cmd.validate)
 app.add_typer(sim_cmd.app, name="sim")
+app.add_typer(checkpoint_cmd.app, name="checkpoint")
 for _name in ("serve", "submit", "status", "jobs", "events", "cancel", "logs"):
     app.command(name=_name)(getattr(broker_cmd, _name))
 

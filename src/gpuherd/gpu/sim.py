@@ -7,7 +7,7 @@ process lives (pid plus start time, so a reused pid does not inherit it): a SIGK
 stops holding at the next read, as with the real driver. Holders also follow the
 cuda-checkpoint state machine (running -> locked -> checkpointed -> locked -> running), and a
 restore that finds too little free memory leaves the process `failed` for good, as the real
-driver does.
+driver does. A restore may remap a GPU onto another of the same chip type (the driver's gpuPairs).
 """
 
 from __future__ import annotations
@@ -365,17 +365,32 @@ class SimHost:
                     (h.id,),
                 )
 
-    def restore(self, pid: int) -> None:
-        """CHECKPOINTED -> LOCKED, if every GPU it held has room; else FAILED for good."""
+    def checkpointed_bytes(self, pid: int) -> dict[int, int]:
+        """What a checkpointed process will need back, per GPU index (empty if not checkpointed)."""
+        rows = self._alive(self._holders("WHERE pid = ? AND state = 'checkpointed'", (pid,)))
+        return {h.gpu: h.ckpt_bytes for h in rows}
+
+    def restore(self, pid: int, *, onto: dict[int, int] | None = None) -> None:
+        """CHECKPOINTED -> LOCKED, if every GPU it held has room; else FAILED for good.
+
+        `onto` maps a GPU index it was checkpointed on to the one to restore onto, as the
+        driver's GPU-UUID pairs do; the target must be the same chip (same name).
+        """
+        onto = onto or {}
         with self._write() as conn:
             rows = self._require(pid, "checkpointed", "restore")
+            targets = {h.id: onto.get(h.gpu, h.gpu) for h in rows}
+            for h in rows:
+                if targets[h.id] != h.gpu:
+                    self._check_remap(h.gpu, targets[h.id])
             short = []
             for h in rows:
-                _i, _u, _n, total, reserved = self._device_row(h.gpu)
-                free = total - reserved - self._used_on(h.gpu)
+                target = targets[h.id]
+                _i, _u, _n, total, reserved = self._device_row(target)
+                free = total - reserved - self._used_on(target)
                 if h.ckpt_bytes > free:
                     short.append(
-                        f"GPU {h.gpu} needs {format_bytes(h.ckpt_bytes)}, "
+                        f"GPU {target} needs {format_bytes(h.ckpt_bytes)}, "
                         f"{format_bytes(max(free, 0))} free"
                     )
             if short:
@@ -385,14 +400,24 @@ class SimHost:
             else:
                 for h in rows:
                     conn.execute(
-                        "UPDATE holders SET state = 'locked', bytes = ckpt_bytes, ckpt_bytes = 0 "
-                        "WHERE id = ?",
-                        (h.id,),
+                        "UPDATE holders SET state = 'locked', bytes = ckpt_bytes, ckpt_bytes = 0, "
+                        "gpu = ? WHERE id = ?",
+                        (targets[h.id], h.id),
                     )
         if short:
             raise SimOutOfMemory(
                 f"CUDA_ERROR_OUT_OF_MEMORY restoring process {pid} ({'; '.join(short)}); "
                 "the process is now in the failed state and cannot be restored"
+            )
+
+    def _check_remap(self, source: int, target: int) -> None:
+        # Like cuCheckpointProcessRestore with gpuPairs: only onto a GPU of the same chip type.
+        _i, _u, source_name, _t, _r = self._device_row(source)
+        _i, _u, target_name, _t, _r = self._device_row(target)
+        if source_name != target_name:
+            raise SimIllegalState(
+                f"cannot restore GPU {source} ({source_name}) onto GPU {target} "
+                f"({target_name}): the chip types differ"
             )
 
     def _require(self, pid: int, state: str, action: str) -> list[_Holder]:
