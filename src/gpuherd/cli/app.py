@@ -15,6 +15,7 @@ from gpuherd.cli import doctor as doctor_cmd
 from gpuherd.cli import gpus as gpus_cmd
 from gpuherd.cli import lint as lint_cmd
 from gpuherd.cli import plan as plan_cmd
+from gpuherd.cli import setup as setup_cmd
 from gpuherd.cli import sim as sim_cmd
 from gpuherd.cli import validate as validate_cmd
 
@@ -56,6 +57,7 @@ app.command(name="lint")(lint_cmd.lint)
 app.command(name="plan")(plan_cmd.plan)
 app.command(name="validate")(validate_cmd.validate)
 app.add_typer(sim_cmd.app, name="sim")
+app.add_typer(setup_cmd.app, name="setup")
 app.add_typer(checkpoint_cmd.app, name="checkpoint")
 for _name in ("serve", "submit", "status", "jobs", "events", "cancel", "logs"):
     app.command(name=_name)(getattr(broker_cmd, _name))

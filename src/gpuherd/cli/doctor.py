@@ -64,6 +64,15 @@ def doctor(
     ] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    brief: Annotated[
+        bool,
+        typer.Option(
+            "--brief",
+            help="Print one line for a status page, e.g. `GPU ready: 1x NVIDIA RTX 4000 Ada "
+            "Generation (20 GiB), driver 570.86, CUDA 12.8, runtime nvidia (containerd)`; "
+            "same exit codes.",
+        ),
+    ] = False,
     root: Annotated[
         Path,
         typer.Option(
@@ -92,13 +101,17 @@ def doctor(
             wanted = set(CAPABILITIES)
     if not root.is_dir():
         fail(f"--root {root}: not a directory")
+    if brief and (fmt is Format.json or as_json):
+        fail("give --brief or --json, not both")
     report = run_doctor(
         root=root.resolve(),
         mode="host" if host else "container" if container else "auto",
         need=wanted,
         probe=probe,
     )
-    if fmt is Format.json or as_json:
+    if brief:
+        write_out(report.brief)
+    elif fmt is Format.json or as_json:
         write_out(json.dumps(report.as_dict(), indent=2))
     else:
         render_text(report)

@@ -26,6 +26,23 @@ class Report:
     checks: tuple[Check, ...]
     summary: str  # e.g. "1x NVIDIA GeForce RTX 3080 Ti (12 GiB), driver 550.54, CUDA 12.4"
     mode_evidence: list[str] = field(default_factory=list)
+    runtimes: tuple[str, ...] = ()  # host engines with an nvidia runtime registered
+
+    @property
+    def brief(self) -> str:
+        """One line for a status page: the headline, the runtime wiring, the first problem."""
+        if self.verdict == "not-ready":
+            first = next(c for c in self.checks if c.status == "fail")
+            return f"{self.headline}: {first.id}: {first.message}"
+        line = f"GPU ready: {self.summary}"
+        if self.mode == "host":
+            line += (
+                f", runtime nvidia ({', '.join(self.runtimes)})"
+                if self.runtimes
+                else ", no nvidia container runtime wired"
+            )
+        warns = sum(1 for c in self.checks if c.status == "warn")
+        return line + (f"; {warns} warning{'s' if warns != 1 else ''}" if warns else "")
 
     @property
     def problems(self) -> int:
@@ -54,6 +71,7 @@ class Report:
             "mode_evidence": self.mode_evidence,
             "verdict": self.verdict,
             "summary": self.headline,
+            "runtimes": list(self.runtimes),
             "checks": [
                 {
                     "id": c.id,

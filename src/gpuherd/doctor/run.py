@@ -21,6 +21,7 @@ from gpuherd.doctor.checks.host import (
     check_ecs,
     check_nvml_health,
     check_toolkit,
+    wired_runtimes,
 )
 from gpuherd.doctor.context import Context, detect_mode, gather, read_env
 from gpuherd.doctor.model import Check, Report
@@ -71,7 +72,27 @@ def run_doctor(
             check_nvml_health(ctx),
             check_ecs(ctx),
         ]
-    return Report(ctx.mode, tuple(checks), _summary(ctx, snapshot, cuda), ctx.mode_evidence)
+    runtimes = tuple(wired_runtimes(ctx)) if ctx.mode == "host" else ()
+    return Report(
+        ctx.mode, tuple(checks), _summary(ctx, snapshot, cuda), ctx.mode_evidence, runtimes
+    )
+
+
+def run_runtime_checks(*, root: Path = Path("/")) -> list[Check]:
+    """Only the container-runtime wiring checks, read from files (what `setup` verifies)."""
+    view = Root(root)
+    ctx = gather(
+        Context(
+            root=view,
+            env=read_env(view),
+            mode="host",
+            mode_evidence=["runtime checks"],
+            live=False,
+            need=None,
+            probe=False,
+        )
+    )
+    return [*check_toolkit(ctx), check_docker(ctx), *check_containerd(ctx), check_cdi(ctx)]
 
 
 def _summary(ctx: Context, snapshot: Any, cuda: str | None) -> str:

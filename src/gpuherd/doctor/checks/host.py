@@ -12,7 +12,7 @@ from gpuherd.doctor.context import Context
 from gpuherd.doctor.model import Check, Status
 from gpuherd.runtimecfg.base import Judgement
 from gpuherd.runtimecfg.containerd import judge_containerd, nvidia_entries, parse_containerd
-from gpuherd.runtimecfg.docker import judge_daemon_json
+from gpuherd.runtimecfg.docker import judge_daemon_json, nvidia_registered
 from gpuherd.runtimecfg.toolkit import judge_toolkit_config
 
 TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
@@ -117,7 +117,7 @@ def check_containerd(ctx: Context) -> Iterator[Check]:
         if text is None:
             continue
         try:
-            data = parse_containerd(text)
+            data = _with_imports(ctx, path, parse_containerd(text))
         except tomllib.TOMLDecodeError as exc:
             yield _parse_error("containerd", path, exc)
             continue
@@ -137,6 +137,63 @@ def check_containerd(ctx: Context) -> Iterator[Check]:
             judge_containerd(data, ctx.root, check_paths=True),
             "nvidia runtime registered",
         )
+
+
+def _with_imports(ctx: Context, path: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The config as containerd sees it: files named by `imports` merged over it (drop-ins such
+    as conf.d/99-nvidia.toml carry the nvidia runtime). Merged deeply, as containerd 2.1 does."""
+    patterns = data.get("imports")
+    if not isinstance(patterns, list):
+        return data
+    import glob
+    import os
+
+    merged = data
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            continue
+        inner = pattern if pattern.startswith("/") else f"{os.path.dirname(path)}/{pattern}"
+        for found in sorted(glob.glob(str(ctx.root / inner))):
+            text = ctx.root.read_text("/" + os.path.relpath(found, ctx.root.path))
+            if text is not None:
+                merged = _deep_merge(merged, parse_containerd(text))
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def wired_runtimes(ctx: Context) -> list[str]:
+    """Engines whose config registers an nvidia runtime (for the one-line status)."""
+    import json
+
+    wired = []
+    text = ctx.root.read_text(DAEMON_JSON)
+    try:
+        daemon = json.loads(text) if text is not None else None
+    except (json.JSONDecodeError, RecursionError):
+        daemon = None
+    if isinstance(daemon, dict) and nvidia_registered(daemon):
+        wired.append("docker")
+    for path in CONTAINERD_CONFIGS:
+        text = ctx.root.read_text(path)
+        if text is None:
+            continue
+        try:
+            data = _with_imports(ctx, path, parse_containerd(text))
+        except (tomllib.TOMLDecodeError, RecursionError):
+            continue
+        engine = next((e for e in ("k3s", "rke2", "microk8s") if e in path), "containerd")
+        if nvidia_entries(data) and engine not in wired:
+            wired.append(engine)
+    return wired
 
 
 def check_cdi(ctx: Context) -> Check:

@@ -1,0 +1,143 @@
+"""TOML editing that keeps what it does not own: comments, order, indentation (tomlkit)."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from typing import Any
+
+import tomlkit
+import tomlkit.exceptions
+from tomlkit.container import Container
+from tomlkit.items import AoT, Comment, InlineTable, Item, Table, Whitespace
+from tomlkit.toml_document import TOMLDocument
+
+from gpuherd.setup.model import SetupInputError
+
+Node = TOMLDocument | Table | Container
+
+
+def parse(path: str, raw: bytes) -> TOMLDocument:
+    """Parse for editing; any error names the file, line and column and changes nothing."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise SetupInputError(path, f"not UTF-8 text ({exc.reason})") from None
+    try:
+        # tomllib is the strict reference: tomlkit accepts a few documents containerd would not.
+        tomllib.loads(text)
+        return tomlkit.parse(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        col = getattr(exc, "colno", None)
+        message = str(exc).split(" (at line", 1)[0]
+        raise SetupInputError(path, message, line, col) from None
+    except tomlkit.exceptions.ParseError as exc:
+        raise SetupInputError(path, str(exc).split(" at line", 1)[0], exc.line, exc.col) from None
+    except (RecursionError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise SetupInputError(path, f"cannot be edited safely: {exc}") from None
+
+
+def dumps(doc: TOMLDocument) -> bytes:
+    return tomlkit.dumps(doc).encode()
+
+
+def get_table(node: Node, key: str, path: str) -> Table | None:
+    """A sub-table, None when absent; anything else under that key is an input error."""
+    item = node.get(key)
+    if item is None:
+        return None
+    if isinstance(item, InlineTable | AoT) or not isinstance(item, Table):
+        raise SetupInputError(path, f"`{key}` is not a table; gpuherd edits only tables")
+    return item
+
+
+def ensure_table(node: Node, key: str, path: str, *, super_table: bool = False) -> Table:
+    found = get_table(node, key, path)
+    if found is not None:
+        return found
+    node[key] = tomlkit.table(is_super_table=super_table)
+    created = get_table(node, key, path)
+    assert created is not None
+    return created
+
+
+def plain(item: Any) -> Any:
+    """tomlkit items as plain Python values (for comparison and judging)."""
+    if isinstance(item, Item):
+        return item.unwrap()
+    return copy.deepcopy(item)
+
+
+def _indent_of(table: Table) -> tuple[int, int, int]:
+    """(header indent, item indent step, sub-table header step) as this table is written."""
+    header = len(table.trivia.indent)
+    item_step = sub_step = None
+    for key, value in table.value.body:
+        if key is None:
+            continue
+        if isinstance(value, Table) and sub_step is None:
+            sub_step = len(value.trivia.indent) - header
+        elif not isinstance(value, Table) and item_step is None:
+            item_step = len(value.trivia.indent) - header
+    return header, max(item_step or 0, 0), max(sub_step or 0, 0)
+
+
+def style_like(table: Table, sibling: Table | None, parent_header: int | None = None) -> None:
+    """Indent a new table as its sibling is indented, so the file keeps one look."""
+    if sibling is not None:
+        header, item_step, sub_step = _indent_of(sibling)
+    else:
+        header, item_step, sub_step = (parent_header or 0), 0, 0
+    _restyle(table, header, item_step, sub_step)
+
+
+def _restyle(table: Table, header: int, item_step: int, sub_step: int) -> None:
+    table.trivia.indent = " " * header
+    for key, value in table.value.body:
+        if key is None:
+            continue
+        if isinstance(value, Table):
+            _restyle(value, header + sub_step, item_step, sub_step)
+        else:
+            value.trivia.indent = " " * (header + item_step)
+
+
+def header_indent(table: Table) -> int:
+    return len(table.trivia.indent)
+
+
+def _last_leaf(table: Table) -> Table:
+    while True:
+        keyed = [v for k, v in table.value.body if k is not None]
+        if not keyed or not isinstance(keyed[-1], Table):
+            return table
+        table = keyed[-1]
+
+
+def detach_trailing_comments(parent: Table) -> list[Item]:
+    """Comments at the end of `parent`'s last table belong to the table that follows it in the
+    file (tomlkit files them under the one before). Take them out, so that a table appended to
+    `parent` goes above them and they stay with the table they describe."""
+    leaf = _last_leaf(parent)
+    body = leaf.value.body
+    start = len(body)
+    while start > 0 and body[start - 1][0] is None:
+        start -= 1
+    tail = [item for _key, item in body[start:]]
+    if not any(isinstance(item, Comment) for item in tail):
+        return []
+    first_comment = next(i for i, item in enumerate(tail) if isinstance(item, Comment))
+    moved = tail[first_comment:]
+    del body[start + first_comment :]
+    return moved
+
+
+def append_items(table: Table, items: list[Item]) -> None:
+    leaf = _last_leaf(table)
+    for item in items:
+        leaf.value.body.append((None, item))
+
+
+def blank_line() -> Whitespace:
+    return Whitespace("\n")
