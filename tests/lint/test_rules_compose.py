@@ -62,8 +62,8 @@ def test_every_form_with_positions() -> None:
             "warning",
             "service=plex",
             "capabilities ['gpu', 'video', 'gpus'] become "
-            "NVIDIA_DRIVER_CAPABILITIES=video: CUDA (compute) or "
-            "nvidia-smi (utility) is lost",
+            "NVIDIA_DRIVER_CAPABILITIES=video: CUDA (compute) and "
+            "nvidia-smi and NVML (utility) missing",
         ),
     ]
 

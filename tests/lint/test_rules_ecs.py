@@ -78,9 +78,9 @@ def test_agent_config_in_user_data(tmp_path: Path) -> None:
     assert [(f.file, f.line, f.message) for f in agent] == [
         (
             "user-data.sh",
-            1,
+            2,
             "ECS_ENABLE_GPU_SUPPORT is not set while TaskDefinition/render3mf "
-            "needs a GPU: the agent registers no GPUs",
+            "(task.json) needs a GPU: the agent registers no GPUs",
         )
     ]
     fixed = user_data + "echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config\n"

@@ -112,7 +112,12 @@ def test_plugin_schema_errors_in_configmap() -> None:
     )
     found = lint(("k.yaml", text), rule="plugin-schema")
     assert [(f.line, f.column, f.message) for f in found] == [
-        (13, 23, "replicas is 0: it must be a whole number >= 1"),
+        (
+            13,
+            23,
+            "replicas is 0: it must be a whole number >= 2 (the device plugin refuses the "
+            "config and advertises no GPUs)",
+        ),
         (14, 22, "devices 'some': the only string allowed is 'all'"),
     ]
     assert found[0].object == "ConfigMap/kube-system/nvidia-device-plugin-config data[config.yaml]"

@@ -10,28 +10,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-import yaml
-
+from gpuherd.lint.inputs import PARSE_ERROR, UNKNOWN_INPUT, load
 from gpuherd.lint.model import SEVERITY_RANK, Finding
 from gpuherd.lint.rules import RULES
 from gpuherd.lint.rules.base import LintContext
-from gpuherd.lint.sources.compose import compose_services
-from gpuherd.lint.sources.device_plugin import embedded, standalone
-from gpuherd.lint.sources.ecs import agent_config, task_definitions
-from gpuherd.lint.sources.k8s import k8s_objects
-from gpuherd.lint.sources.runtime import TomlError, from_json_doc, from_toml
-from gpuherd.lint.sources.terraform import TerraformError
-from gpuherd.lint.sources.terraform import task_definitions as terraform_tasks
-from gpuherd.spec.from_k8s import POD_SPEC_PATHS
-from gpuherd.yamlpos import Pos, YamlError, load_documents
+from gpuherd.lint.scope import Projects
 
 EXTENSIONS = (".yaml", ".yml", ".json", ".toml", ".tf")
 # Found in directories too: the ECS agent's config and EC2 user-data scripts that write it.
 EXTRA_NAMES = ("ecs.config", "user-data", "user_data", "userdata")
 IGNORE_ANNOTATION = "gpuherd.io/ignore"
 _IGNORE_COMMENT = re.compile(r"#\s*gpuherd:\s*ignore\[([\w,\s-]+)\]")
-PARSE_ERROR = "parse-error"
-__all__ = ["SEVERITY_RANK", "LintOptions", "LintResult", "discover", "lint_sources"]
+__all__ = [
+    "PARSE_ERROR",
+    "SEVERITY_RANK",
+    "UNKNOWN_INPUT",
+    "LintOptions",
+    "LintResult",
+    "discover",
+    "lint_sources",
+]
 
 
 @dataclass
@@ -77,109 +75,6 @@ def _comment_ignores(text: str) -> dict[int, set[str]]:
         if match:
             ignores[number] = {r.strip() for r in match.group(1).split(",") if r.strip()}
     return ignores
-
-
-def _parse_error(source: str, pos: Pos, message: str) -> Finding:
-    return Finding(
-        rule=PARSE_ERROR,
-        severity="error",
-        file=source,
-        line=pos.line,
-        column=pos.column,
-        object="",
-        message=f"does not parse: {message}",
-        fix="fix the file's syntax",
-    )
-
-
-# Kubernetes kinds some rule reads; documents of other kinds (Services, RBAC, CRDs...) are
-# syntax-checked but not built.
-_READ_KINDS = frozenset(
-    {
-        *POD_SPEC_PATHS,
-        "Node",
-        "PersistentVolume",
-        "PersistentVolumeClaim",
-        "StorageClass",
-        "RuntimeClass",
-        "ConfigMap",
-        "List",
-    }
-)
-
-
-_SKIP_KEYS = frozenset({"managedFields"})
-
-
-def _wanted(root: yaml.Node) -> bool:
-    if not isinstance(root, yaml.MappingNode):
-        return True
-    top = {k.value: v for k, v in root.value if isinstance(k, yaml.ScalarNode)}
-    kind_node = top.get("kind")
-    if kind_node is None:
-        return True  # not Kubernetes: Compose, ECS, plugin and runtime configs
-    kind = str(kind_node.value) if isinstance(kind_node, yaml.ScalarNode) else ""
-    if kind == "ConfigMap":
-        return _may_hold_plugin_config(top.get("data"))
-    return kind in _READ_KINDS or kind.endswith("List")
-
-
-def _may_hold_plugin_config(data: yaml.Node | None) -> bool:
-    """Only ConfigMaps carrying a device-plugin config matter to the rules."""
-    if not isinstance(data, yaml.MappingNode):
-        return False
-    return any(
-        isinstance(v, yaml.ScalarNode)
-        and "version" in v.value
-        and ("sharing" in v.value or "flags" in v.value)
-        for _k, v in data.value
-    )
-
-
-def _load(source: str, text: str, ctx: LintContext) -> Finding | None:
-    """Add one input's objects to the context; a parse error comes back as a finding."""
-    agent = agent_config(source, text)
-    if agent is not None:
-        ctx.ecs_agents.append(agent)
-        return None
-    if source.endswith((".toml", ".tmpl", ".tf")):
-        return _load_hcl_toml(source, text, ctx)
-    return _load_yaml(source, text, ctx)
-
-
-def _load_hcl_toml(source: str, text: str, ctx: LintContext) -> Finding | None:
-    try:
-        if source.endswith(".tf"):
-            ctx.ecs_tasks.extend(terraform_tasks(source, text))
-        else:
-            runtime = from_toml(source, text)
-            if runtime is not None:
-                ctx.runtime_files.append(runtime)
-    except (TomlError, TerraformError) as exc:
-        return _parse_error(source, exc.pos, exc.message)
-    return None
-
-
-def _load_yaml(source: str, text: str, ctx: LintContext) -> Finding | None:
-    try:
-        docs = load_documents(text, source=source, keep=_wanted, skip_keys=_SKIP_KEYS)
-    except YamlError as exc:
-        return _parse_error(source, exc.pos, exc.message)
-    lines = text.splitlines()
-    for doc in docs:
-        config = standalone(doc)
-        if config is not None:
-            ctx.plugin_configs.append(config)
-            continue
-        ctx.compose.extend(compose_services(doc))
-        ctx.ecs_tasks.extend(task_definitions(doc))
-        runtime_json = from_json_doc(doc)
-        if runtime_json is not None:
-            ctx.runtime_files.append(runtime_json)
-        for obj in k8s_objects(doc):
-            ctx.objects.append(obj)
-            ctx.plugin_configs.extend(embedded(obj, lines))
-    return None
 
 
 def _annotation_ignores(ctx: LintContext) -> dict[tuple[str, str], set[str]]:
@@ -246,11 +141,15 @@ def lint_sources(sources: list[tuple[str, str]], options: LintOptions) -> LintRe
 
 
 def _lint(sources: list[tuple[str, str]], options: LintOptions) -> LintResult:
-    ctx = LintContext(profile=options.profile, max_gpus_per_node=options.max_gpus_per_node)
+    ctx = LintContext(
+        profile=options.profile,
+        max_gpus_per_node=options.max_gpus_per_node,
+        projects=Projects(source for source, _text in sources),
+    )
     findings: list[Finding] = []
     comments = {source: _comment_ignores(text) for source, text in sources}
     for source, text in sources:
-        problem = _load(source, text, ctx)
+        problem = load(source, text, ctx)
         if problem is not None:
             findings.append(problem)
     annotations = _annotation_ignores(ctx)

@@ -88,6 +88,24 @@ def as_sarif(result: LintResult) -> str:
             "defaultConfiguration": {"level": "error"},
         }
     )
+    rules.append(
+        {
+            "id": "unknown-input",
+            "name": "UnknownInput",
+            "shortDescription": {"text": "The file is of no input type gpuherd reads."},
+            "help": {"text": "Name it with its format's extension, or leave it out."},
+            "defaultConfiguration": {"level": "note"},
+        }
+    )
+    rules.append(
+        {
+            "id": "internal-error",
+            "name": "InternalError",
+            "shortDescription": {"text": "A rule failed on this input."},
+            "help": {"text": "Please report it with the input that caused it."},
+            "defaultConfiguration": {"level": "error"},
+        }
+    )
     index = {r["id"]: i for i, r in enumerate(rules)}
     return json.dumps(
         {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from gpuherd.lint.model import Finding, Severity
+from gpuherd.lint.scope import Projects
 from gpuherd.lint.sources.compose import Service
 from gpuherd.lint.sources.device_plugin import PluginConfig
 from gpuherd.lint.sources.ecs import AgentConfig, TaskDef
@@ -26,7 +27,6 @@ __all__ = [
     "node_gpu_count",
     "parse_count",
     "pod_gpus",
-    "whole_gpus",
 ]
 
 
@@ -40,8 +40,14 @@ class LintContext:
     ecs_tasks: list[TaskDef] = field(default_factory=list)
     ecs_agents: list[AgentConfig] = field(default_factory=list)
     runtime_files: list[RuntimeFile] = field(default_factory=list)
+    gpu_ami_files: list[str] = field(default_factory=list)  # .tf files naming an ECS GPU AMI
     profile: str = "generic"
     max_gpus_per_node: int | None = None
+    projects: Projects = field(default_factory=lambda: Projects(()))
+
+    def same_project(self, a: str, b: str) -> bool:
+        """Whether evidence in file `b` may judge something in file `a` (see gpuherd.lint.scope)."""
+        return self.projects.same(a, b)
 
 
 def gpu_request(container: Container) -> int:
@@ -52,19 +58,6 @@ def gpu_request(container: Container) -> int:
 def pod_gpus(obj: K8sObject) -> int:
     """GPUs a pod needs at once: its containers' sum, or its largest init container."""
     return obj.gpus
-
-
-def whole_gpus(obj: K8sObject) -> int:
-    """Exclusive (not time-sliced) GPUs the pod's regular containers limit."""
-    from gpuherd.lint.sources.k8s import containers
-
-    total = 0
-    for c in containers(obj):
-        if not c.init:
-            for name, value in c.resources("limits").items():
-                if name == "nvidia.com/gpu" or str(name).startswith("nvidia.com/mig-"):
-                    total += parse_count(value) or 0
-    return total
 
 
 def node_gpu_count(node: K8sObject) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, pod_gpus
+from gpuherd.lint.sources.k8s import at_path
 
 ID = "cdi"
 SEVERITY = "error"
@@ -38,12 +39,9 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         if found is None:
             continue
         template_meta = (*found[0][:-1], "metadata")
-        holders: list[tuple[tuple[str, ...], Any]] = [(("metadata",), obj.metadata)]
+        holders: list[tuple[tuple[str | int, ...], Any]] = [(("metadata",), obj.metadata)]
         if obj.kind != "Pod":
-            node: Any = obj.data
-            for step in template_meta:
-                node = node.get(step) if isinstance(node, dict) else None
-            holders.append((template_meta, node))
+            holders.append((template_meta, at_path(obj.data, template_meta)))
         requested = pod_gpus(obj)
         for path, meta in holders:
             annotations = meta.get("annotations") if isinstance(meta, dict) else None

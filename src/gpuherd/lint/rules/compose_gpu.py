@@ -2,8 +2,9 @@
 
 What it does: checks `deploy.resources.reservations.devices` of every service: `capabilities`
 is required; `count` and `device_ids` exclude each other; `count` must be above 0 (or `all`);
-capabilities must be known; a list without `gpu`, `compute` or `utility` but with others
-(`[gpu, video]`) drops CUDA; devices are not allowed under `limits`. The legacy
+capabilities must be known; a list naming driver capabilities but not `compute` (`[gpu, video]`)
+drops CUDA (a warning); one without `utility` only loses nvidia-smi and NVML (info, or a warning
+when the service's command mentions them); devices are not allowed under `limits`. The legacy
 `runtime: nvidia` form is reported as info.
 
 Why it matters: Docker rejects the file, or starts the container without a GPU; capabilities
@@ -108,14 +109,22 @@ def _service_findings(svc: Service) -> Iterator[Finding]:
                 f"use gpu and any of {', '.join(sorted(CAPABILITIES))}",
             )
         driver_caps = [c for c in flat if c in CAPABILITIES]
-        if driver_caps and not {"compute", "utility"} <= set(driver_caps):
+        lost = [c for c in ("compute", "utility") if c not in driver_caps]
+        if driver_caps and lost:
+            what = {"compute": "CUDA (compute)", "utility": "nvidia-smi and NVML (utility)"}
+            uses_smi = any(w in _command_text(svc) for w in ("nvidia-smi", "nvml", "pynvml"))
             yield at(
                 (*here, "capabilities"),
                 f"capabilities {flat} become NVIDIA_DRIVER_CAPABILITIES={','.join(driver_caps)}: "
-                "CUDA (compute) or nvidia-smi (utility) is lost",
-                f"list them too: {sorted({*flat, 'compute', 'utility'})}",
-                severity="warning",
+                f"{' and '.join(what[c] for c in lost)} missing",
+                f"add {', '.join(lost)}: {sorted({*flat, *lost})}",
+                severity="warning" if "compute" in lost or uses_smi else "info",
             )
+
+
+def _command_text(svc: Service) -> str:
+    parts = [str(svc.data.get(k, "")) for k in ("command", "entrypoint", "healthcheck")]
+    return " ".join(parts).lower()
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:

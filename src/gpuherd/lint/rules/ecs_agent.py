@@ -1,7 +1,10 @@
 """The ECS agent must have GPU support on when GPU task definitions target it.
 
-What it does: when the input holds a GPU task definition and an ECS agent config (`ecs.config`,
-or a user-data script writing `/etc/ecs/ecs.config`), requires `ECS_ENABLE_GPU_SUPPORT=true`.
+What it does: when a project holds a GPU task definition and an ECS agent config (`ecs.config`,
+a user-data script writing `/etc/ecs/ecs.config`, or Terraform user data doing so), requires
+`ECS_ENABLE_GPU_SUPPORT=true`, unless the project's Terraform launches the ECS GPU-optimized AMI
+(an `aws_ami` filter such as `amzn2-ami-ecs-gpu-hvm-*`, or an SSM parameter path with `/gpu/`):
+that AMI already sets it in `/var/lib/ecs/ecs.config`, which the agent reads first.
 
 Why it matters: without it the agent registers no GPUs and GPU tasks are never placed on the
 instance.
@@ -35,13 +38,18 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         value, line = agent.settings.get("ECS_ENABLE_GPU_SUPPORT", ("", 0))
         if value.lower() == "true":
             continue
-        pos = Pos(line, 1) if line else Pos(1, 1)
+        tasks = [t for t in gpu_tasks if ctx.same_project(agent.file, t.doc.source)]
+        if not tasks or (
+            not value and any(ctx.same_project(agent.file, f) for f in ctx.gpu_ami_files)
+        ):
+            continue
+        pos = Pos(line or agent.line, 1)
         yield finding_at(
             _rule,
             agent.file,
             pos,
             label="ecs.config",
-            message=f"ECS_ENABLE_GPU_SUPPORT is {value or 'not set'} while {gpu_tasks[0].label} "
-            "needs a GPU: the agent registers no GPUs",
+            message=f"ECS_ENABLE_GPU_SUPPORT is {value or 'not set'} while {tasks[0].label} "
+            f"({tasks[0].doc.source}) needs a GPU: the agent registers no GPUs",
             fix="echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config",
         )

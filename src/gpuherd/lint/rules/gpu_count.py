@@ -26,14 +26,17 @@ _rule = sys.modules[__name__]
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:
-    nodes = [node_gpu_count(o) for o in ctx.objects if o.kind == "Node"]
-    limit = max(nodes, default=0) if nodes else ctx.max_gpus_per_node
-    if limit is None:
-        return
-    source = "any Node in the input" if nodes else "--max-gpus-per-node"
+    all_nodes = [o for o in ctx.objects if o.kind == "Node"]
     for obj in ctx.objects:
         wanted = pod_gpus(obj)
-        if wanted > limit:
+        if not wanted:
+            continue
+        nodes = [
+            node_gpu_count(n) for n in all_nodes if ctx.same_project(obj.doc.source, n.doc.source)
+        ]
+        limit = max(nodes) if nodes else ctx.max_gpus_per_node
+        source = "any Node in the input" if nodes else "--max-gpus-per-node"
+        if limit is not None and wanted > limit:
             spec = obj.pod_spec()
             pos = obj.value_pos(*spec[0]) if spec else obj.start()
             yield finding(

@@ -1,7 +1,8 @@
 """GPU pods must tolerate the taints of the GPU nodes.
 
 What it does: for Nodes in the input that have GPUs (capacity or the `nvidia.com/gpu.present`
-label) and NoSchedule/NoExecute taints, flags GPU pods, and DaemonSets pinned to GPU nodes,
+label) and NoSchedule/NoExecute taints, flags GPU pods, and DaemonSets pinned to GPU nodes (by
+`nodeSelector` or required `nodeAffinity` on an `nvidia.com/gpu*` label),
 whose tolerations do not cover every taint. Under the gke profile, GPU nodes carry
 `nvidia.com/gpu=present:NoSchedule`; GPU-requesting pods get the toleration automatically
 there, DaemonSets selected onto GPU nodes do not. Under the aks profile GPU pools carry
@@ -23,6 +24,7 @@ from typing import Any
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, node_gpu_count, pod_gpus
+from gpuherd.lint.rules.sharing import node_labels_selected
 from gpuherd.lint.sources.access import as_dict, as_list
 from gpuherd.lint.sources.k8s import K8sObject
 
@@ -57,21 +59,21 @@ def _gpu_node(node: K8sObject) -> bool:
 
 
 def _selects_gpu_nodes(spec: dict[str, Any]) -> bool:
-    selector = as_dict(spec.get("nodeSelector"))
-    return isinstance(selector, dict) and any("nvidia.com/gpu" in str(k) for k in selector)
+    """nodeSelector or required nodeAffinity on a GPU label (nvidia.com/gpu.present, ...)."""
+    return any("nvidia.com/gpu" in k for k in node_labels_selected(spec))
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:
-    taints: list[dict[str, Any]] = []
+    taints: list[tuple[dict[str, Any], str]] = []  # (taint, file of its Node)
     for node in (o for o in ctx.objects if o.kind == "Node" and _gpu_node(o)):
         spec = as_dict(node.data.get("spec"))
         for taint in as_list(spec.get("taints")):
             if (
                 isinstance(taint, dict)
                 and taint.get("effect") in ("NoSchedule", "NoExecute")
-                and taint not in taints
+                and (taint, node.doc.source) not in taints
             ):
-                taints.append(taint)
+                taints.append((taint, node.doc.source))
     profile_taints = [_GKE_TAINT] if ctx.profile == "gke" else []
     aks = [_AKS_TAINT] if ctx.profile == "aks" else []
     for obj in ctx.objects:
@@ -83,7 +85,11 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         pinned_daemon = obj.kind == "DaemonSet" and _selects_gpu_nodes(spec)
         if not (wants_gpu or pinned_daemon):
             continue
-        relevant = taints + aks + (profile_taints if pinned_daemon and not wants_gpu else [])
+        nearby: list[dict[str, Any]] = []
+        for taint, source in taints:
+            if ctx.same_project(obj.doc.source, source) and taint not in nearby:
+                nearby.append(taint)
+        relevant = nearby + aks + (profile_taints if pinned_daemon and not wants_gpu else [])
         tolerations = as_list(spec.get("tolerations"))
         for taint in relevant:
             if _tolerates(tolerations, taint):

@@ -2,7 +2,8 @@
 
 What it does: checks standalone device-plugin configs and those inside ConfigMaps: both
 `timeSlicing` and `mps` set; `resources` missing or empty; a resource without `name`; `replicas`
-missing, not a whole number or below 1; `devices` other than "all", a count > 0 or a list;
+missing, not a whole number or below 2 (the plugin rejects 1 since v0.12: one replica shares
+nothing); `devices` other than "all", a count > 0 or a list;
 per-GPU `devices` lists (silently dropped: sharing applies to every GPU); MPS together with a
 MIG strategy.
 
@@ -14,7 +15,7 @@ Example:
       timeSlicing:
         resources: [{name: nvidia.com/gpu, replicas: 0}]
 
-Fix: follow the plugin's schema: `resources: [{name: nvidia.com/gpu, replicas: N}]` with N >= 1.
+Fix: follow the plugin's schema: `resources: [{name: nvidia.com/gpu, replicas: N}]` with N >= 2.
 """
 
 from __future__ import annotations
@@ -82,14 +83,15 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
             continue
         replicas = res.get("replicas")
         count = parse_count(replicas)
-        if count is None or count < 1:
+        if count is None or count < 2:
             what = "missing" if replicas is None else f"{replicas!r}"
             yield config_finding(
                 _rule,
                 config,
                 config.value_pos((*here, "replicas")),
-                f"replicas is {what}: it must be a whole number >= 1",
-                "set replicas: N (N >= 1)",
+                f"replicas is {what}: it must be a whole number >= 2 (the device plugin "
+                "refuses the config and advertises no GPUs)",
+                "set replicas: N (N >= 2), or remove the sharing section",
             )
         devices = res.get("devices")
         if isinstance(devices, str) and devices != "all":

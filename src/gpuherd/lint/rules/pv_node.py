@@ -112,7 +112,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 continue
             pvc = pvcs.get((obj.namespace or "default", str(claim.get("claimName"))))
             pv = pvs.get(str(as_dict(pvc.data.get("spec")).get("volumeName"))) if pvc else None
-            if pv is None:
+            if pv is None or not ctx.same_project(obj.doc.source, pv.doc.source):
                 continue
             hosts = _hostnames(
                 dig(pv.data, "spec", "nodeAffinity", "required", "nodeSelectorTerms")
@@ -124,6 +124,11 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     obj.value_pos(*path, "volumes", i, "persistentVolumeClaim", "claimName"),
                     f"claim {claim.get('claimName')} is bound to {pv.name} on "
                     f"{', '.join(sorted(hosts))}, but the pod can only run on "
-                    f"{', '.join(sorted(allowed))}: it stays Pending",
+                    f"{', '.join(sorted(allowed))}: it stays Pending"
+                    + (
+                        f" (PersistentVolume in {pv.doc.source})"
+                        if pv.doc.source != obj.doc.source
+                        else ""
+                    ),
                     "use a claim whose volume is on that node, or network storage",
                 )

@@ -2,7 +2,9 @@
 
 What it does: flags Deployments whose pods limit whole GPUs (nvidia.com/gpu or MIG) and whose
 strategy is RollingUpdate (the default) with a surge above 0 (the default 25% rounds up to one
-pod).
+pod). Shared GPUs are not whole: resources a time-slicing or MPS config in the same project
+replicates for the pod's nodes, HAMi vGPU slices (`nvidia.com/gpumem`,
+`nvidia.com/gpumem-percentage`, `nvidia.com/gpucores`) and KAI `gpu-fraction` annotations.
 
 Why it matters: on a node with no spare GPU the new pod waits for the GPU the old pod holds,
 and the old pod is only removed when the new one is ready: the rollout deadlocks.
@@ -19,8 +21,10 @@ import sys
 from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
-from gpuherd.lint.rules.base import LintContext, finding, whole_gpus
+from gpuherd.lint.rules.base import LintContext, finding, parse_count
+from gpuherd.lint.rules.sharing import fractional, shared_resources
 from gpuherd.lint.sources.access import as_dict
+from gpuherd.lint.sources.k8s import containers
 
 ID = "rolling-update"
 SEVERITY = "warning"
@@ -29,7 +33,18 @@ _rule = sys.modules[__name__]
 
 def check(ctx: LintContext) -> Iterator[Finding]:
     for obj in ctx.objects:
-        if obj.kind != "Deployment" or whole_gpus(obj) == 0:
+        if obj.kind != "Deployment" or fractional(obj):
+            continue
+        shared = shared_resources(ctx, obj) if ctx.plugin_configs else {}
+        whole = sum(
+            parse_count(value) or 0
+            for c in containers(obj)
+            if not c.init
+            for name, value in c.resources("limits").items()
+            if (name == "nvidia.com/gpu" or str(name).startswith("nvidia.com/mig-"))
+            and name not in shared
+        )
+        if whole == 0:
             continue
         spec = as_dict(obj.data.get("spec"))
         raw = spec.get("strategy")

@@ -1,8 +1,13 @@
 """GPU pods need `runtimeClassName: nvidia` where nvidia is not the default runtime.
 
-What it does: under the k3s and microk8s profiles (or any input that defines a RuntimeClass
-whose handler is nvidia), flags GPU pods without `runtimeClassName`, and references to
-RuntimeClasses that are neither in the input nor created by the distribution.
+What it does: decides whether nvidia is containerd's default runtime from a containerd (or k3s
+`config.toml.tmpl`) config in the same project, else from the profile (k3s and microk8s keep
+runc the default); where it is not, flags GPU pods without `runtimeClassName`. A
+`default_runtime_name = "nvidia"` in the input overrides the profile. RuntimeClass objects alone
+prove nothing (the GPU Operator creates `nvidia`, `nvidia-cdi` and `nvidia-legacy` for its own
+pods while workloads get GPUs through CDI or the default runtime); when the input holds
+RuntimeClasses, a pod naming one that is neither there nor created by the distribution is
+flagged.
 
 Why it matters: without the nvidia runtime the container starts with no driver libraries and
 no device nodes: CUDA reports no GPU and renderers fall back to the CPU, silently.
@@ -21,6 +26,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, pod_gpus
+from gpuherd.runtimecfg.containerd import default_runtime, nvidia_entries
 
 ID = "runtime-class"
 SEVERITY = "warning"
@@ -33,11 +39,25 @@ PROFILE_CLASSES = {
 }
 
 
+def _runtime_default(ctx: LintContext, file: str) -> tuple[bool, str] | None:
+    """(nvidia is the default, why) from containerd configs in the project or the profile."""
+    configs = [
+        rf
+        for rf in ctx.runtime_files
+        if rf.kind == "containerd" and nvidia_entries(rf.data) and ctx.same_project(file, rf.file)
+    ]
+    for rf in configs:
+        name, _key = default_runtime(rf.data)
+        if name is not None and "nvidia" in name:
+            return True, f"{rf.file} makes {name} the default"
+    if configs:
+        return False, f"{configs[0].file} registers nvidia but keeps runc the default runtime"
+    if ctx.profile in PROFILE_CLASSES:
+        return False, f"the {ctx.profile} profile does not make nvidia the default runtime"
+    return None
+
+
 def check(ctx: LintContext) -> Iterator[Finding]:
-    declared = {o.name: o for o in ctx.objects if o.kind == "RuntimeClass"}
-    nvidia_classes = {n for n, o in declared.items() if "nvidia" in str(o.data.get("handler", ""))}
-    known = set(declared) | PROFILE_CLASSES.get(ctx.profile, set())
-    required = ctx.profile in PROFILE_CLASSES or bool(nvidia_classes)
     for obj in ctx.objects:
         found = obj.pod_spec()
         if found is None or pod_gpus(obj) == 0:
@@ -45,27 +65,30 @@ def check(ctx: LintContext) -> Iterator[Finding]:
         path, spec = found
         name = spec.get("runtimeClassName")
         if name is None:
-            if required:
-                suggestion = sorted(nvidia_classes)[0] if nvidia_classes else "nvidia"
-                why = (
-                    f"the {ctx.profile} profile does not make nvidia the default runtime"
-                    if ctx.profile in PROFILE_CLASSES
-                    else f"RuntimeClass {suggestion} in the input shows nvidia is not default"
-                )
+            decided = _runtime_default(ctx, obj.doc.source)
+            if decided is not None and not decided[0]:
                 yield finding(
                     _rule,
                     obj,
                     obj.value_pos(*path),
-                    f"GPU pod without runtimeClassName ({why}): it starts without the "
+                    f"GPU pod without runtimeClassName ({decided[1]}): it starts without the "
                     "GPU and falls back to the CPU",
-                    f"add runtimeClassName: {suggestion}",
+                    "add runtimeClassName: nvidia",
                 )
-        elif known and str(name) not in known:
+            continue
+        declared = {
+            o.name: o.doc.source
+            for o in ctx.objects
+            if o.kind == "RuntimeClass" and ctx.same_project(obj.doc.source, o.doc.source)
+        }
+        known = set(declared) | PROFILE_CLASSES.get(ctx.profile, set())
+        if known and str(name) not in known:
+            where = f" (RuntimeClasses from {', '.join(sorted(set(declared.values())))})"
             yield finding(
                 _rule,
                 obj,
                 obj.value_pos(*path, "runtimeClassName"),
                 f"RuntimeClass {name!r} is not in the input and not created by "
-                f"{ctx.profile}: the pod is rejected",
+                f"{ctx.profile}: the pod is rejected" + (where if declared else ""),
                 f"use one of: {', '.join(sorted(known))}",
             )

@@ -53,7 +53,8 @@ def _renames_for(obj: K8sObject, ctx: LintContext, node_keys: dict[str, str]) ->
     """
     groups: dict[str | None, list[PluginConfig]] = {}
     for config in ctx.plugin_configs:
-        groups.setdefault(config.group, []).append(config)
+        if ctx.same_project(obj.doc.source, config.file):
+            groups.setdefault(config.group, []).append(config)
     spec = obj.pod_spec()
     node = None
     if spec is not None:
@@ -82,9 +83,10 @@ def _changed(config: PluginConfig) -> dict[str, str]:
 
 def check(ctx: LintContext) -> Iterator[Finding]:
     node_keys = _node_config_keys(ctx)
-    advertised = {n for c in ctx.plugin_configs for n in c.shared_names().values()}
     for obj in ctx.objects:
-        renamed = _renames_for(obj, ctx, node_keys) if ctx.plugin_configs else {}
+        configs = [c for c in ctx.plugin_configs if ctx.same_project(obj.doc.source, c.file)]
+        advertised = {n for c in configs for n in c.shared_names().values()}
+        renamed = _renames_for(obj, ctx, node_keys) if configs else {}
         for c in containers(obj):
             for name in c.resources("limits"):
                 if name not in renamed and not str(name).endswith(".shared"):
@@ -99,7 +101,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                         f"pod stays Pending on shared nodes",
                         f"request {renamed[name]} instead",
                     )
-                elif str(name).endswith(".shared") and not ctx.plugin_configs:
+                elif str(name).endswith(".shared") and not configs:
                     yield finding(
                         _rule,
                         c,
@@ -109,9 +111,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                         "lint the plugin's config together with this file",
                         severity="info",
                     )
-                elif (
-                    str(name).endswith(".shared") and name not in advertised and ctx.plugin_configs
-                ):
+                elif str(name).endswith(".shared") and name not in advertised and configs:
                     yield finding(
                         _rule,
                         c,

@@ -1,7 +1,10 @@
 """Asking for more than one time-sliced replica buys no extra GPU time.
 
 What it does: flags requests of more than 1 for a time-sliced resource (one a sharing config in
-the input declares, or any `*.shared` resource).
+the same project declares for the pod's nodes, or any `*.shared` resource). A ConfigMap with
+one config per node group applies a key's config only to pods that select those nodes
+(`nvidia.com/device-plugin.config`, or a Node in the input carrying it); where the pod's nodes
+are unknown and some group does not share the resource, it stays silent.
 
 Why it matters: the device plugin's documentation: requesting more than one shared GPU "does not
 imply that you will get guaranteed access to a proportional amount of compute power"; CUDA gives
@@ -21,6 +24,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, parse_count
+from gpuherd.lint.rules.sharing import shared_resources
 from gpuherd.lint.sources.k8s import containers
 
 ID = "shared-replicas"
@@ -29,15 +33,11 @@ _rule = sys.modules[__name__]
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:
-    shared: dict[str, bool] = {}  # advertised name -> failRequestsGreaterThanOne
-    for config in ctx.plugin_configs:
-        strategy, settings = config.sharing()
-        if strategy == "timeSlicing":
-            strict = settings.get("failRequestsGreaterThanOne") is True
-            for advertised in config.shared_names().values():
-                shared[advertised] = strict
     for obj in ctx.objects:
-        for c in containers(obj):
+        cs = containers(obj)
+        # advertised name -> failRequestsGreaterThanOne
+        shared = shared_resources(ctx, obj, "timeSlicing") if cs and ctx.plugin_configs else {}
+        for c in cs:
             for name, value in c.resources("limits").items():
                 count = parse_count(value)
                 if count is None or count <= 1:

@@ -1,6 +1,12 @@
 """NVIDIA_VISIBLE_DEVICES must not hand out GPUs the pod did not request, and must parse.
 
-What it does: checks literal `NVIDIA_VISIBLE_DEVICES` env entries of every container.
+What it does: checks literal `NVIDIA_VISIBLE_DEVICES` env entries of every container: a value
+that grants GPUs without a GPU request is an error for applications; GPU infrastructure that
+must see every GPU (device plugin, MPS control daemon, GFD, DCGM exporter, the GPU Operator's
+validators, driver and toolkit containers: NVIDIA component images, DaemonSets mounting
+`/var/lib/kubelet/device-plugins`, operator labels) is left alone. `all` beside a GPU limit is
+a warning: with the plugin's envvar strategy it is pointless, with others it hands out every
+GPU of the node.
 
 Why it matters: with the nvidia runtime, `all`, indices or UUIDs in this variable give the
 container GPUs directly, bypassing the device plugin: the scheduler does not count them, two
@@ -21,6 +27,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, gpu_request
+from gpuherd.lint.rules.infra import is_gpu_infrastructure
 from gpuherd.lint.sources.k8s import containers
 from gpuherd.runtimecfg.nvenv import grants_gpus, parse_visible
 
@@ -45,6 +52,19 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     pos,
                     f"NVIDIA_VISIBLE_DEVICES={value}: {error}",
                     "use all, none, void, or a comma list of indices or UUIDs",
+                )
+            elif is_gpu_infrastructure(c):
+                continue
+            elif value.strip().lower() == "all" and gpu_request(c) > 0:
+                yield finding(
+                    _rule,
+                    c,
+                    pos,
+                    f"NVIDIA_VISIBLE_DEVICES=all beside a GPU limit of {gpu_request(c)}: "
+                    "pointless where the device plugin sets the variable, and it hands out every "
+                    "GPU of the node where the plugin passes devices another way",
+                    "remove the variable: the device plugin chooses the GPUs",
+                    severity="warning",
                 )
             elif grants_gpus(value) and gpu_request(c) == 0:
                 yield finding(

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 from gpuherd.lint.model import Finding
 from gpuherd.lint.rules.base import LintContext, finding, node_gpu_count
-from gpuherd.lint.sources.access import as_dict, dig
+from gpuherd.lint.sources.access import as_dict
 from gpuherd.lint.sources.k8s import K8sObject
 from gpuherd.spec.from_k8s import MIB, VramClaim, workload_claim
 from gpuherd.units import format_bytes
@@ -56,8 +56,7 @@ def _claim(obj: K8sObject) -> VramClaim | None:
     found = obj.pod_spec()
     if found is None:
         return None
-    template_meta = dig(obj.data, *found[0][:-1], "metadata") if obj.kind != "Pod" else None
-    annotations = {**obj.annotations(), **as_dict(as_dict(template_meta).get("annotations"))}
+    annotations = obj.template_annotations()
     # Only GPU users declare VRAM; KAI's fractional pods request no GPU but carry annotations.
     if not obj.gpus and not any(a in annotations for a in _CLAIM_ANNOTATIONS):
         return None

@@ -61,6 +61,7 @@ class AgentConfig:
 
     file: str
     settings: dict[str, tuple[str, int]]  # key -> (value, line)
+    line: int = 1  # the first line that writes /etc/ecs/ecs.config (or 1 for the file itself)
 
 
 _ASSIGN = re.compile(r"^\s*(?:echo\s+['\"]?)?(ECS_[A-Z_]+)=([^'\"\s>]*)")
@@ -72,8 +73,11 @@ def agent_config(source: str, text: str) -> AgentConfig | None:
     if not is_config and "/etc/ecs/ecs.config" not in text:
         return None
     settings: dict[str, tuple[str, int]] = {}
+    first = 0
     for number, line in enumerate(text.splitlines(), start=1):
+        if not first and "/etc/ecs/ecs.config" in line:
+            first = number
         match = _ASSIGN.match(line)
         if match and (is_config or "ecs.config" in line or "cat" not in line):
             settings[match.group(1)] = (match.group(2), number)
-    return AgentConfig(source, settings)
+    return AgentConfig(source, settings, first or 1)

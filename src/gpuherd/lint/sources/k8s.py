@@ -22,6 +22,10 @@ class K8sObject:
     doc: PositionedDoc
     base: Path  # where the object sits in its document: () or ("items", i) in a List
     data: dict[str, Any]
+    # For kinds without a built-in pod path: where one of its pod templates' spec sits, and a
+    # short name for it (a custom resource with several templates is one view per template).
+    spec_path: tuple[str | int, ...] | None = None
+    part: str = ""
 
     @cached_property
     def kind(self) -> str:
@@ -44,11 +48,19 @@ class K8sObject:
     @cached_property
     def label(self) -> str:
         ns = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.kind}/{ns}{self.name}"
+        part = f"[{self.part}]" if self.part else ""
+        return f"{self.kind}/{ns}{self.name}{part}"
 
     def annotations(self) -> dict[str, Any]:
         ann = self.metadata.get("annotations")
         return ann if isinstance(ann, dict) else {}
+
+    def template_annotations(self) -> dict[str, Any]:
+        """Annotations of the pod template (where KAI and HAMi read theirs), then the object's."""
+        found = self.pod_spec()
+        template = at_path(self.data, (*found[0][:-1], "metadata")) if found else None
+        ann = template.get("annotations") if isinstance(template, dict) else None
+        return {**self.annotations(), **(ann if isinstance(ann, dict) else {})}
 
     def value_pos(self, *rel: str | int) -> Pos:
         return self.doc.value_pos((*self.base, *rel))
@@ -80,18 +92,26 @@ class K8sObject:
         init = max((c.gpus for c in self.containers if c.init), default=0)
         return max(regular, init)
 
-    def pod_spec(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
+    def pod_spec(self) -> tuple[tuple[str | int, ...], dict[str, Any]] | None:
         return self._pod_spec
 
     @cached_property
-    def _pod_spec(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
-        path = POD_SPEC_PATHS.get(self.kind)
+    def _pod_spec(self) -> tuple[tuple[str | int, ...], dict[str, Any]] | None:
+        path: tuple[str | int, ...] | None = POD_SPEC_PATHS.get(self.kind, self.spec_path)
         if path is None:
             return None
-        node: Any = self.data
-        for step in path:
-            node = node.get(step) if isinstance(node, dict) else None
+        node = at_path(self.data, path)
         return (path, node) if isinstance(node, dict) else None
+
+
+def at_path(data: Any, path: tuple[str | int, ...]) -> Any:
+    """data[path[0]][path[1]]..., mappings and lists alike; None where a step is missing."""
+    for step in path:
+        if isinstance(step, int):
+            data = data[step] if isinstance(data, list) and step < len(data) else None
+        else:
+            data = data.get(step) if isinstance(data, dict) else None
+    return data
 
 
 _GPU_RESOURCE = re.compile(r"^nvidia\.com/(gpu(\.shared)?|mig-[\w.-]+|gpu\.[\w-]+)$")
@@ -177,10 +197,57 @@ def k8s_objects(doc: PositionedDoc) -> Iterator[K8sObject]:
     ):
         for i, item in enumerate(as_list(data.get("items"))):
             if isinstance(item, dict) and "kind" in item:
-                yield K8sObject(doc, ("items", i), item)
+                yield from _views(doc, ("items", i), item)
         return
     if "apiVersion" in data:
-        yield K8sObject(doc, (), data)
+        yield from _views(doc, (), data)
+
+
+def _views(doc: PositionedDoc, base: Path, data: dict[str, Any]) -> Iterator[K8sObject]:
+    """The object itself, or for other kinds one view per pod template found inside it."""
+    if str(data.get("kind", "")) in POD_SPEC_PATHS:
+        yield K8sObject(doc, base, data)
+        return
+    templates = list(pod_templates(data))
+    if not templates:
+        yield K8sObject(doc, base, data)
+    for path, part in templates:
+        yield K8sObject(doc, base, data, path, part)
+
+
+_NOT_WORKLOAD = frozenset({"metadata", "status"})
+_MAX_DEPTH = 12
+
+
+def pod_templates(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path of the PodSpec, short name) of every PodTemplateSpec-shaped map: a mapping whose
+    `spec` has a `containers` list (Deployment-like `template`, Ray `headGroupSpec` and
+    `workerGroupSpecs[]`, JobSet `replicatedJobs[]`, Kubeflow `*ReplicaSpecs`, LeaderWorkerSet
+    `leaderWorkerTemplate`, ...). CRDs spell the holder differently; the shape is the same."""
+    stack: list[tuple[tuple[str | int, ...], Any, str]] = [((), data, "")]
+    while stack:
+        path, node, name = stack.pop()
+        if len(path) > _MAX_DEPTH:
+            continue
+        if isinstance(node, dict):
+            spec = node.get("spec")
+            if isinstance(spec, dict) and isinstance(spec.get("containers"), list):
+                yield (*path, "spec"), name
+                continue
+            own = node.get("name", node.get("groupName")) if path else None
+            for key, value in reversed(list(node.items())):
+                if path or key not in _NOT_WORKLOAD:
+                    label = str(own) if isinstance(own, str) else _part_name(key, name)
+                    stack.append(((*path, str(key)), value, label))
+        elif isinstance(node, list):
+            for i in range(len(node) - 1, -1, -1):
+                stack.append(((*path, i), node[i], f"{name}[{i}]"))
+
+
+def _part_name(key: str, outer: str) -> str:
+    if key in ("spec", "template"):
+        return outer
+    return key.replace(" ", "_")
 
 
 def containers(obj: K8sObject) -> list[Container]:

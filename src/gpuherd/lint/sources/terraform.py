@@ -1,4 +1,7 @@
-"""Terraform `aws_ecs_task_definition` resources whose container definitions are literal.
+"""Terraform: `aws_ecs_task_definition` resources, user data writing the ECS agent config, AMIs.
+
+Container definitions come as `jsonencode(...)` or as a `<<EOF` heredoc of JSON, where
+`${...}` interpolations stand for unknown values (a string inside quotes, null outside).
 
 python-hcl2 parses the file; the `jsonencode(...)` argument comes back as HCL expression text,
 which `_HclLiteral` turns into data: lists, objects (`=` or `:`), strings (interpolations kept
@@ -9,11 +12,12 @@ as text), numbers, booleans, null. References and function calls are unknown (No
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
-from gpuherd.lint.sources.ecs import TaskDef
+from gpuherd.lint.sources.ecs import AgentConfig, TaskDef, agent_config
 from gpuherd.yamlpos import Pos, PositionedDoc
 
 _TOKEN = re.compile(
@@ -143,6 +147,51 @@ def parse_terraform(text: str) -> dict[str, Any]:
         raise TerraformError(pos, first) from None
 
 
+_HEREDOC = re.compile(r"^<<-?\s*(\w+)\n(.*)\n\s*\1$", re.S)
+# A JSON string (kept: an interpolation inside it is just unknown text) or a bare interpolation.
+_JSON_PART = re.compile(r'"(?:[^"\\]|\\.)*"|\$\{(?:[^{}]|\{[^{}]*\})*\}')
+# The ECS GPU-optimized AMI, by name filter or SSM parameter path: it sets
+# ECS_ENABLE_GPU_SUPPORT=true in /var/lib/ecs/ecs.config, read before /etc/ecs/ecs.config.
+_GPU_AMI = re.compile(
+    r"amzn2?-ami-ecs-gpu|al2023-ami-ecs-gpu|/aws/service/ecs/optimized-ami/[\w/.-]*/gpu/"
+)
+
+
+def _heredoc_json(value: str) -> Any:
+    match = _HEREDOC.match(value.strip())
+    if match is None:
+        return None
+    body = _JSON_PART.sub(
+        lambda m: m.group(0) if m.group(0).startswith('"') else "null", match.group(2)
+    )
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _container_definitions(value: Any) -> Any:
+    text = str(value if value is not None else "").strip()
+    match = _JSONENCODE.match(text)
+    if match is not None:
+        try:
+            return hcl_literal(match.group(1))
+        except (ValueError, IndexError):
+            return None
+    return _heredoc_json(text)
+
+
+def terraform_inputs(source: str, text: str) -> tuple[list[TaskDef], AgentConfig | None]:
+    """Task definitions and the ECS agent settings of a .tf file (TerraformError if not HCL)."""
+    tasks = list(task_definitions(source, text))
+    agent = agent_config(source, text) if "/etc/ecs/ecs.config" in text else None
+    return tasks, agent
+
+
+def mentions_gpu_ami(text: str) -> bool:
+    return _GPU_AMI.search(text) is not None
+
+
 def task_definitions(source: str, text: str) -> Iterator[TaskDef]:
     """ECS task definitions of a .tf file (raises TerraformError when it does not parse)."""
     data = parse_terraform(text)
@@ -150,12 +199,8 @@ def task_definitions(source: str, text: str) -> Iterator[TaskDef]:
         for name, body in (block.get("aws_ecs_task_definition") or {}).items():
             if not isinstance(body, dict):
                 continue
-            match = _JSONENCODE.match(str(body.get("container_definitions", "")).strip())
-            if match is None:
-                continue
-            try:
-                containers = hcl_literal(match.group(1))
-            except (ValueError, IndexError):
+            containers = _container_definitions(body.get("container_definitions"))
+            if containers is None:
                 continue
             task = {
                 "family": body.get("family") or name,

@@ -40,4 +40,10 @@ def toml_pos(text: str, path: Path) -> Pos:
             if isinstance(path[-1], int) if path else False:
                 return Pos(number + 1, match.end() + 1)
             return Pos(number + 1, len(match.group(1)) + 1)
+    # A key left at its default: stock configs show it as a commented line; point there.
+    for number in range(best_line, len(lines)):
+        if number > best_line and _HEADER.match(lines[number]):
+            break
+        if re.match(rf'^\s*#\s*"?{re.escape(leaf)}"?\s*=', lines[number]):
+            return Pos(number + 1, 1)
     return Pos(best_line or 1, 1)
