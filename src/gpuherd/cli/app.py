@@ -57,7 +57,6 @@ app.command(name="lint")(lint_cmd.lint)
 app.command(name="plan")(plan_cmd.plan)
 app.command(name="validate")(validate_cmd.validate)
 app.add_typer(sim_cmd.app, name="sim")
-app.add_typer(checkpoint_cmd.app, name="checkpoint")
 app.add_typer(setup_cmd.app, name="setup")
 app.add_typer(checkpoint_cmd.app, name="checkpoint")
 for _name in ("serve", "submit", "status", "jobs", "events", "cancel", "logs"):
