@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gpuherd.cli.common import Exit, SimDirOpt, fail, stdout
+from gpuherd.cli.simcluster import app as cluster_app
 from gpuherd.units import UnitError, format_bytes, parse_bytes, parse_duration
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ app = typer.Typer(
     help="Simulated GPUs whose memory is held by real processes: run gpuherd without a GPU.",
     no_args_is_help=True,
 )
+app.add_typer(cluster_app, name="cluster")
 
 
 def _parse_gpu(text: str) -> tuple[str, int]:
@@ -184,6 +186,10 @@ def sim_app(
     kind: Annotated[AppKind, typer.Argument(help="Which application to imitate.")],
     models: Annotated[str, typer.Argument(help="Loaded models as NAME=SIZE[,NAME=SIZE].")],
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free).")] = 0,
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Loopback address to listen on, e.g. a simulated pod's IP."),
+    ] = "127.0.0.1",
     sim_dir: SimDirOpt = None,
 ) -> None:
     """A simulated Ollama/vLLM/ComfyUI/A1111 server holding sim VRAM for its models."""
@@ -196,4 +202,4 @@ def sim_app(
         fail(f"models {models!r}: {exc}", hint="e.g. llama3=4GiB,qwen=2GiB")
     directory = sim_dir or default_sim_dir()
     _host(directory).close()
-    serve_app(kind.value, directory, parsed, port)
+    serve_app(kind.value, directory, parsed, port, host=host)

@@ -161,10 +161,12 @@ def handler(app: App) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve_app(kind: str, sim_dir: Path, models: dict[str, int], port: int = 0) -> None:
+def serve_app(
+    kind: str, sim_dir: Path, models: dict[str, int], port: int = 0, *, host: str = "127.0.0.1"
+) -> None:
     """Run until SIGTERM/SIGINT; prints `listening PORT` once it accepts connections."""
     app = App(kind, sim_dir, models)
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler(app))
+    server = ThreadingHTTPServer((host, port), handler(app))
 
     def stop(*_: object) -> None:
         threading.Thread(target=server.shutdown).start()
