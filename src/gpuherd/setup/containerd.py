@@ -52,16 +52,21 @@ def _is_nvidia_binary(root: Root, value: Any) -> bool:
     return found is not None and "nvidia-container-runtime" in found.rsplit("/", 1)[-1]
 
 
+def dig(data: Any, *keys: str) -> dict[str, Any]:
+    """The table at `keys`, {} where any step is missing or not a table."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
 def reference_options(effective: dict[str, Any], version: int) -> tuple[str, dict[str, Any]]:
     """The runtime whose options the nvidia runtime copies: the default one unless it is nvidia."""
-    section = effective.get("plugins", {}).get(CRI_PLUGIN[version], {}).get("containerd", {})
-    runtimes = section.get("runtimes", {}) if isinstance(section, dict) else {}
-    name = section.get("default_runtime_name", "runc") if isinstance(section, dict) else "runc"
+    section = dig(effective, "plugins", CRI_PLUGIN[version], "containerd")
+    runtimes = dig(section, "runtimes")
+    name = section.get("default_runtime_name", "runc")
     if not isinstance(name, str) or "nvidia" in name or name not in runtimes:
         name = "runc"
-    spec = runtimes.get(name, {}) if isinstance(runtimes, dict) else {}
-    options = spec.get("options", {}) if isinstance(spec, dict) else {}
-    return name, options if isinstance(options, dict) else {}
+    return name, dig(runtimes, name, "options")
 
 
 def wire(
@@ -109,12 +114,12 @@ def wire(
             result.evidence.append(f"{path}: [{label}] {shown}")
     current_default = tomledit.plain(containerd.get("default_runtime_name"))
     if set_default and current_default != "nvidia":
-        containerd["default_runtime_name"] = "nvidia"
+        tomledit.set_key(containerd, "default_runtime_name", "nvidia")
         result.reasons.append(f"default_runtime_name {current_default!r} -> 'nvidia'")
     elif current_default == "nvidia":
         result.evidence.append(f'{path}: default_runtime_name = "nvidia"')
     if cdi and version >= 2 and tomledit.plain(plugin.get("enable_cdi")) is not True:
-        plugin["enable_cdi"] = True
+        tomledit.set_key(plugin, "enable_cdi", True)
         result.reasons.append(f'plugins."{plugin_name}".enable_cdi = true (--cdi)')
     return result
 
@@ -163,12 +168,12 @@ def _fix_runtime(
     result: Wiring,
 ) -> None:
     if tomledit.plain(nvidia.get("runtime_type")) is None:
-        nvidia["runtime_type"] = RUNC_V2
+        tomledit.set_key(nvidia, "runtime_type", RUNC_V2)
         result.reasons.append(f'nvidia runtime_type = "{RUNC_V2}"')
     options = tomledit.ensure_table(nvidia, "options", path)
     current = tomledit.plain(options.get("BinaryName"))
     if not _is_nvidia_binary(root, current):
-        options["BinaryName"] = binary
+        tomledit.set_key(options, "BinaryName", binary)
         result.reasons.append(f"nvidia BinaryName {current!r} -> {binary!r}")
     for key, value in ref_options.items():
         if key == "BinaryName":
@@ -176,7 +181,7 @@ def _fix_runtime(
         mine = tomledit.plain(options.get(key))
         if key not in options or (key in MUST_MATCH and mine != value):
             was = "missing" if key not in options else repr(mine)
-            options[key] = copy.deepcopy(value)
+            tomledit.set_key(options, key, copy.deepcopy(value))
             result.reasons.append(f"nvidia {key} {was} -> {value!r} (as {ref_name!r} has it)")
 
 
@@ -288,9 +293,7 @@ def plan_containerd(
 
 
 def _defines_nvidia(data: dict[str, Any], version: int) -> bool:
-    section = data.get("plugins", {}).get(CRI_PLUGIN[version], {}).get("containerd", {})
-    runtimes = section.get("runtimes", {}) if isinstance(section, dict) else {}
-    return isinstance(runtimes, dict) and "nvidia" in runtimes
+    return "nvidia" in dig(data, "plugins", CRI_PLUGIN[version], "containerd", "runtimes")
 
 
 def _drop_in(main: TOMLDocument, version: int, config: str) -> TOMLDocument:
@@ -307,6 +310,11 @@ def _drop_in(main: TOMLDocument, version: int, config: str) -> TOMLDocument:
         holder = tomlkit.table(is_super_table=True)
         holder[CRI_PLUGIN[version]] = copy.deepcopy(cri)
         doc["plugins"] = holder
+        placed = tomledit.get_table(
+            tomledit.get_table(doc, "plugins", config) or doc, CRI_PLUGIN[version], config
+        )
+        if placed is not None:
+            tomledit.reindent_from_zero(placed)
     return doc
 
 

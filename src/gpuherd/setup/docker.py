@@ -60,7 +60,9 @@ def plan_docker(root: Root, binary: str, *, set_default: bool, cdi: bool) -> Pla
     before = outside.read_bytes() if outside.exists() else None
     data = parse_daemon_json(DAEMON_JSON, before) if before is not None else {}
     reasons: list[str] = []
-    runtimes = data.setdefault("runtimes", {})
+    runtimes = data.get("runtimes")
+    if not isinstance(runtimes, dict):
+        runtimes = data["runtimes"] = {}
     current = runtimes.get("nvidia")
     if isinstance(current, dict) and _is_nvidia_binary(root, current.get("path")):
         plan.evidence.append(f'{DAEMON_JSON}: runtimes.nvidia.path = "{current["path"]}"')

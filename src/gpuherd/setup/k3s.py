@@ -16,7 +16,7 @@ import yaml
 
 from gpuherd.runtimecfg.base import Root
 from gpuherd.setup import tomledit
-from gpuherd.setup.containerd import CRI_PLUGIN, config_version
+from gpuherd.setup.containerd import CRI_PLUGIN, config_version, dig
 from gpuherd.setup.model import Change, Plan, SetupInputError
 
 Distro = Literal["k3s", "rke2"]
@@ -88,14 +88,12 @@ def plan_k3s(root: Root, distro: Distro, binary: str, *, set_default: bool) -> P
     if raw is not None:
         doc = tomledit.parse(where["rendered"], raw).unwrap()
         version = config_version(doc, where["rendered"])
-        section = doc.get("plugins", {}).get(CRI_PLUGIN[version], {}).get("containerd", {})
-        runtimes = section.get("runtimes", {}) if isinstance(section, dict) else {}
-        rendered_default = (
-            section.get("default_runtime_name") if isinstance(section, dict) else None
-        )
-    nvidia = runtimes.get("nvidia") if isinstance(runtimes, dict) else None
+        section = dig(doc, "plugins", CRI_PLUGIN[version], "containerd")
+        runtimes = dig(section, "runtimes")
+        rendered_default = section.get("default_runtime_name")
+    nvidia = runtimes.get("nvidia")
     if isinstance(nvidia, dict):
-        binary_name = nvidia.get("options", {}).get("BinaryName")
+        binary_name = dig(nvidia, "options").get("BinaryName")
         plan.evidence.append(
             f"{where['rendered']} (written by {distro} at start): runtime nvidia, "
             f"BinaryName {binary_name!r}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from typing import Any
 
@@ -28,10 +29,12 @@ def parse(path: str, raw: bytes) -> TOMLDocument:
         tomllib.loads(text)
         return tomlkit.parse(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        col = getattr(exc, "colno", None)
-        message = str(exc).split(" (at line", 1)[0]
-        raise SetupInputError(path, message, line, col) from None
+        # Python < 3.14 puts the position only into the message: "... (at line 3, column 7)".
+        where = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        message = str(exc).split(" (at ", 1)[0]
+        if where is None:
+            raise SetupInputError(path, message) from None
+        raise SetupInputError(path, message, int(where.group(1)), int(where.group(2))) from None
     except tomlkit.exceptions.ParseError as exc:
         raise SetupInputError(path, str(exc).split(" at line", 1)[0], exc.line, exc.col) from None
     except (RecursionError, ValueError, TypeError, KeyError, IndexError) as exc:
@@ -141,3 +144,25 @@ def append_items(table: Table, items: list[Item]) -> None:
 
 def blank_line() -> Whitespace:
     return Whitespace("\n")
+
+
+def set_key(table: Table | TOMLDocument, key: str, value: Any) -> None:
+    """Set `key`; a new key is indented like the table's other keys (tomlkit guesses wrong)."""
+    new = key not in table
+    table[key] = value
+    if not new or not isinstance(table, Table):
+        return
+    indents = [
+        v.trivia.indent
+        for k, v in table.value.body
+        if k is not None and k.key != key and not isinstance(v, Table)
+    ]
+    item = table.value.item(key)
+    if indents and isinstance(item, Item):
+        item.trivia.indent = indents[-1]
+
+
+def reindent_from_zero(table: Table) -> None:
+    """Move a copied table to the left margin, keeping its own steps."""
+    _header, item_step, sub_step = _indent_of(table)
+    _restyle(table, 0, item_step, sub_step)
