@@ -38,6 +38,13 @@ def pod_spec(spec: Obj, *, restart: str = "Always") -> None:
     spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
     spec.setdefault("priority", 0)
     spec.setdefault("serviceAccountName", "default")
+    # The DefaultTolerationSeconds admission plugin adds these to every pod.
+    tolerations = spec.setdefault("tolerations", [])
+    for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        if not any(t.get("key") == key for t in tolerations):
+            tolerations.append(
+                {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            )
     spec.setdefault("serviceAccount", spec["serviceAccountName"])
 
 
