@@ -121,3 +121,27 @@ def test_driver_notes_warn_below_575_57_08_and_stay_quiet_for_sim() -> None:
     assert not any("older than" in n for n in new)
     assert not any("persistence" in n for n in new)
     assert driver_notes(engine="sim", driver_version="sim-1", persistence=None, facts=facts) == []
+
+
+def test_persistence_mode_is_read_through_the_nvml_backend() -> None:
+    from gpuherd.checkpoint.ops import persistence_mode
+    from gpuherd.gpu.nvml import NvmlBackend
+    from tests.gpu.fake_nvml import FakeNvml
+
+    lib = FakeNvml()
+    backend = NvmlBackend(lib=lib)
+    lib.data["devices"][0]["persistence_mode"] = 0
+    assert persistence_mode(backend, 0) is False
+    lib.data["devices"][0]["persistence_mode"] = 1
+    assert persistence_mode(backend, 0) is True
+    lib.unsupported = frozenset({"nvmlDeviceGetPersistenceMode"})
+    assert persistence_mode(backend, 0) is None  # unknown is not "off"
+    snap = backend.snapshot()
+    notes = driver_notes(
+        engine="cuda-bindings",
+        driver_version=snap.driver_version,
+        persistence=False,
+        facts=read_proc_facts(os.getpid()),
+    )
+    assert any("driver 550.54.14 is older than 575.57.08" in n for n in notes)
+    backend.close()

@@ -73,7 +73,7 @@ def open_engine(
             ) from None
 
 
-def _persistence(gpus: GpuBackend, index: int) -> bool | None:
+def persistence_mode(gpus: GpuBackend, index: int) -> bool | None:
     # Read through the NVML backend's one choke point, where there is one.
     nvml: Any = getattr(gpus, "nvml", None)
     if nvml is None:
@@ -131,7 +131,7 @@ def suspend(
     notes = driver_notes(
         engine=engine.name,
         driver_version=before.driver_version,
-        persistence=_persistence(gpus, gpu.index),
+        persistence=persistence_mode(gpus, gpu.index),
         facts=facts,
     )
     ticks = start_ticks(pid)
