@@ -6,3 +6,4 @@ GpuName = NewType("GpuName", str)
 TenantName = NewType("TenantName", str)
 JobName = NewType("JobName", str)
 GpuUuid = NewType("GpuUuid", str)
+JobId = NewType("JobId", str)  # one run of a job, as the journal names it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,17 +16,29 @@ from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import Journal
 from gpuherd.gpu.sim import SimBackend
 from gpuherd.spec import parse_config
-from tests.conftest import gpuherd_argv
+from gpuherd.broker.service import Broker
+from tests.conftest import HolderFactory, gpuherd_argv
 
 
 @pytest.fixture
-def daemon(sim_dir: Path, tmp_path: Path) -> Iterator[Daemon]:
+def broker(sim_dir: Path, tmp_path: Path, holder: HolderFactory) -> Iterator[Broker]:
     hold = ", ".join(f"'{a}'" for a in gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir)))
+    holder("--vram", "9GiB", "--name", "slowpoke")
+    slow_release = [sys.executable, "-c", "import time; time.sleep(2)"]
     config = parse_config(
         f"""\
 version: 1
 gpus: [{{name: gpu0, index: 0}}]
+tenants:
+  slowpoke:
+    gpu: gpu0
+    vram: 9GiB
+    match: {{cmdline: "--name slowpoke"}}
+    release_timeout: 1s
+    # Its release takes 2 s and frees nothing: a step stays busy for 3 s, then gives up.
+    preempt: [{{command: {{release: {slow_release!r}, restore: [{sys.executable!r}, -c, '0']}}}}]
 jobs:
+  big: {{gpu: gpu0, vram: 6GiB, priority: 50, command: [{hold}, '--vram', '1GiB', '--for', '0.1s']}}
   quick: {{gpu: gpu0, vram: 2GiB, priority: 5, command: [{hold}, '--vram', '2GiB', '--for', '0.3s']}}
   slow: {{gpu: gpu0, vram: 2GiB, command: [{hold}, '--vram', '2GiB', '--for', '30s']}}
 """,
@@ -40,8 +53,9 @@ jobs:
     )
     d = Daemon(engine, poll_interval=0.05)
     d.start()
-    yield d
+    yield Broker(d)
     d.stop()
+    engine.journal.close()
 
 
 def follow(
@@ -56,8 +70,8 @@ def follow(
     raise AssertionError(f"job {job_id} never reached {until}")
 
 
-def test_submit_and_follow(daemon: Daemon) -> None:
-    client = TestClient(create_app(daemon))
+def test_submit_and_follow(broker: Broker) -> None:
+    client = TestClient(create_app(broker))
     created = client.post("/v1/jobs", json={"name": "quick"})
     assert created.status_code == 201
     job = follow(client, created.json()["id"], {"succeeded", "failed"})
@@ -74,8 +88,8 @@ def test_submit_and_follow(daemon: Daemon) -> None:
     assert status["gpus"][0]["memory"]["total"] == 12 * 1024**3
 
 
-def test_field_errors_and_openapi(daemon: Daemon) -> None:
-    client = TestClient(create_app(daemon))
+def test_field_errors_and_openapi(broker: Broker) -> None:
+    client = TestClient(create_app(broker))
     unknown = client.post("/v1/jobs", json={"name": "nope"})
     assert unknown.status_code == 404
     assert unknown.json()["detail"][0]["loc"] == ["body", "name"]
@@ -104,8 +118,8 @@ def test_field_errors_and_openapi(daemon: Daemon) -> None:
     } <= set(paths)
 
 
-def test_not_before_holds_a_job_back(daemon: Daemon) -> None:
-    client = TestClient(create_app(daemon))
+def test_not_before_holds_a_job_back(broker: Broker) -> None:
+    client = TestClient(create_app(broker))
     later = client.post("/v1/jobs", json={"name": "quick", "not_before": time.time() + 3600})
     assert later.status_code == 201
     time.sleep(0.3)  # several broker steps
@@ -116,16 +130,38 @@ def test_not_before_holds_a_job_back(daemon: Daemon) -> None:
     assert follow(client, soon.json()["id"], {"succeeded"})["state"] == "succeeded"
 
 
-def test_cancel_a_running_job(daemon: Daemon) -> None:
-    client = TestClient(create_app(daemon))
+def test_cancel_a_running_job(broker: Broker) -> None:
+    client = TestClient(create_app(broker))
     job_id = client.post("/v1/jobs", json={"name": "slow"}).json()["id"]
     follow(client, job_id, {"running"})
     assert client.post(f"/v1/jobs/{job_id}/cancel").json() == {"state": "cancelled"}
     assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
 
 
-def test_token_required_when_given(daemon: Daemon) -> None:
-    client = TestClient(create_app(daemon, token="s3cret"))
+def test_token_required_when_given(broker: Broker) -> None:
+    client = TestClient(create_app(broker, token="s3cret"))
     assert client.get("/v1/status").status_code == 401
     assert client.get("/v1/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/v1/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_submit_never_waits_for_a_step_in_progress(broker: Broker) -> None:
+    """Before, a submission took the engine lock, which a step holds through a release (up to
+    minutes): `gpuherd submit` timed out while its job landed later, and a retry queued it
+    twice. Now it is answered while the release is still under way, and a retry with the same
+    Idempotency-Key returns the same job."""
+    client = TestClient(create_app(broker))
+    big = client.post("/v1/jobs", json={"name": "big"}).json()["id"]
+    follow(client, big, {"releasing"})
+    key = {"Idempotency-Key": "render-2026-12-01"}
+    first = client.post("/v1/jobs", json={"name": "quick"}, headers=key)
+    assert first.status_code == 201
+    assert client.get(f"/v1/jobs/{big}").json()["state"] == "releasing"  # still in the release
+    again = client.post("/v1/jobs", json={"name": "quick"}, headers=key)
+    assert again.json()["id"] == first.json()["id"]
+    assert client.get(f"/v1/jobs/{big}").json()["state"] == "releasing"
+    status = client.get("/v1/status").json()  # reads answer during the step too
+    assert [j["id"] for j in status["jobs"]] == [big, first.json()["id"]]
+    assert follow(client, big, {"failed"})["reason"] == "could not release slowpoke"
+    assert follow(client, first.json()["id"], {"succeeded"})["state"] == "succeeded"
+    assert len(client.get("/v1/jobs", params={"all": True}).json()) == 2

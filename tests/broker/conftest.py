@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gpuherd.broker.engine import Engine
+from gpuherd.broker.states import JobState
+from gpuherd.broker.submission import Submission
+from gpuherd.ids import JobId, JobName
 from tests.conftest import gpuherd_argv
+
+
+def submit(engine: Engine, name: str) -> JobId:
+    """Queue a config job, as the API does (without a running daemon)."""
+    return engine.journal.submit(Submission(job=JobName(name)))
+
+
+def run_until_idle(engine: Engine, timeout: float = 60.0) -> None:
+    """Step until no job is queued (unless waiting) or followed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        engine.step()
+        queued = [j for j in engine.journal.jobs() if j.state is JobState.QUEUED]
+        if not engine.followed and all(j.id in engine.waiting for j in queued):
+            return
+        time.sleep(engine.poll)
+    raise TimeoutError("jobs still running")
 
 
 @pytest.fixture

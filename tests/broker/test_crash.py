@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from gpuherd.broker.journal import Journal
+from gpuherd.broker.submission import Submission
+from gpuherd.ids import JobName
 from gpuherd.gpu.sim import SimHost
 from tests.broker.conftest import seed_config
 from tests.conftest import GIB, HolderFactory, gpuherd_argv
@@ -76,8 +78,8 @@ def test_kill_9_and_restart(
     state, sock = tmp_path / "state", tmp_path / "gpuherd.sock"
     state.mkdir(mode=0o700)
     journal = Journal(state / "journal.db")  # both queued before the broker's first step
-    job_id = journal.submit("render", {"job": "render"})
-    queued = journal.submit("render", {"job": "render"})  # waits; must survive the crash
+    job_id = journal.submit(Submission(job=JobName("render")))
+    queued = journal.submit(Submission(job=JobName("render")))  # waits; must survive the crash
     journal.close()
     first = serve(cfg, sim_dir, state, sock, crash=point)
     assert first.wait(timeout=60) == -9  # killed at the crash point, no cleanup

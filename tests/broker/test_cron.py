@@ -12,6 +12,8 @@ from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import Journal
 from gpuherd.gpu.sim import SimBackend
 from gpuherd.spec import parse_config
+from gpuherd.broker.clock import Clock
+from gpuherd.broker.states import JobState
 from tests.conftest import gpuherd_argv
 
 UTC = ZoneInfo("UTC")
@@ -85,7 +87,7 @@ jobs:
         backend=SimBackend(sim_dir),
         journal=Journal(state / "journal.db", clock=lambda: clock[0]),
         state_dir=state,
-        clock=lambda: clock[0],
+        clock=Clock(now=lambda: clock[0]),
         up_since=up_since,
         poll=0.05,
     )
@@ -99,7 +101,10 @@ def test_the_engine_fires_catches_up_and_never_doubles(sim_dir: Path, tmp_path: 
     clock[0] = at("2026-11-22T04:00:00.5")
     engine.step()
     (run,) = engine.journal.jobs()
-    assert run.spec == {"job": "render", "scheduled_for": at("2026-11-22T04:00:00")}
+    assert (run.submission.job, run.submission.scheduled_for) == (
+        "render",
+        at("2026-11-22T04:00:00"),
+    )
     assert run.state == "running"
     # The next morning the first run is still going: no second run at once.
     clock[0] = at("2026-11-23T04:00:00.5")
@@ -107,7 +112,8 @@ def test_the_engine_fires_catches_up_and_never_doubles(sim_dir: Path, tmp_path: 
     assert [j.id for j in engine.journal.jobs()] == [run.id]
     skipped = [e.message for e in engine.journal.events() if e.kind == "schedule_skipped"]
     assert skipped == ["render at 2026-11-23 04:00: the previous run is still active"]
-    engine.cancel(run.id)
+    engine.request_cancel(run.id)
+    engine.step()
     engine.journal.close()
     # The broker was down over the 24th's run and comes back 1 h late: caught up, once.
     clock[0] = at("2026-11-24T05:00:00")
@@ -121,4 +127,6 @@ def test_the_engine_fires_catches_up_and_never_doubles(sim_dir: Path, tmp_path: 
         "render at 2026-11-24 04:00, caught up after a broker restart",
     ]
     for job in restarted.journal.jobs():
-        restarted.cancel(job.id)
+        restarted.request_cancel(job.id)
+    restarted.step()
+    assert restarted.journal.jobs() == []

@@ -10,8 +10,11 @@ from pathlib import Path
 from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import Journal
 from gpuherd.gpu.sim import SimBackend, SimHost
+from gpuherd.ids import TenantName
 from gpuherd.spec import parse_config
-from tests.broker.conftest import seed_config
+from gpuherd.broker.records import RestorePlan
+from gpuherd.broker.states import JobState
+from tests.broker.conftest import run_until_idle, seed_config, submit
 from tests.conftest import GIB, HolderFactory, wait_for
 
 
@@ -43,8 +46,8 @@ def test_render_releases_ollama_runs_and_restores(
     holder("--vram", "3GiB", "--name", "whisper")
     assert used(sim_dir) == 9 * GIB
     engine = engine_for(config_text(sim_dir, ollama), sim_dir, tmp_path / "state")
-    job = engine.submit("render")
-    engine.run_until_idle(timeout=60)
+    job = submit(engine, "render")
+    run_until_idle(engine, timeout=60)
     row = engine.journal.job(job)
     assert row is not None
     assert (row.state, row.exit_code, row.reason) == ("succeeded", 0, None)
@@ -96,9 +99,9 @@ def test_a_job_not_on_the_gpu_is_stopped_early_and_tenants_return(
     success: [{{not_on_cpu: 1s}}]
 """
     engine = engine_for(config_text(sim_dir, ollama, cpu_job), sim_dir, tmp_path / "state")
-    job = engine.submit("cpu-render")
+    job = submit(engine, "cpu-render")
     started = time.monotonic()
-    engine.run_until_idle(timeout=60)
+    run_until_idle(engine, timeout=60)
     assert time.monotonic() - started < 20  # not the ten minutes of its timeout
     row = engine.journal.job(job)
     assert row is not None
@@ -122,8 +125,8 @@ def test_a_job_past_its_timeout_is_stopped_and_fails(
     command: ['{sys.executable}', '-c', 'import time; time.sleep(600)']
 """
     engine = engine_for(config_text(sim_dir, ollama, slow), sim_dir, tmp_path / "state")
-    job = engine.submit("slow")
-    engine.run_until_idle(timeout=30)
+    job = submit(engine, "slow")
+    run_until_idle(engine, timeout=30)
     row = engine.journal.job(job)
     assert row is not None
     assert row.state == "failed"
@@ -139,8 +142,8 @@ def test_preflight_failure_touches_no_tenant(
         "    success: [", "    preflight: [{exists: factorio/bin/x64/factorio}]\n    success: ["
     )
     engine = engine_for(text, sim_dir, tmp_path / "state")
-    job = engine.submit("render")
-    engine.run_until_idle(timeout=30)
+    job = submit(engine, "render")
+    run_until_idle(engine, timeout=30)
     row = engine.journal.job(job)
     assert row is not None
     assert row.state == "failed"
@@ -156,13 +159,14 @@ def test_replay_restores_a_tenant_a_crash_left_released(
     whisper = holder("--vram", "3GiB", "--name", "whisper")
     state = tmp_path / "state"
     engine = engine_for(config_text(sim_dir, ollama), sim_dir, state)
-    job = engine.submit("render")
+    job = submit(engine, "render")
     # What a broker killed right after releasing whisper leaves behind:
-    engine.journal.set_job_state(job, "releasing")
-    release = engine.journal.release_intent(job, "whisper", "signal")
+    engine.journal.set_job_state(job, JobState.RELEASING)
+    whisper_spec = engine.config.tenants[TenantName("whisper")]
+    release = engine.journal.release_intent(job, "whisper", engine.keeper.plan_for(whisper_spec, 0))
     whisper.terminate()
     whisper.wait(timeout=10)
-    engine.journal.mark_released(release, method="signal", detail={"held": 3 * GIB})
+    engine.journal.mark_released(release, detail={"held": 3 * GIB})
     engine.journal.close()
     assert used(sim_dir) == 4 * GIB  # only ollama
     restarted = engine_for(config_text(sim_dir, ollama), sim_dir, state)

@@ -1,4 +1,4 @@
-"""Job processes: preflight, launch environment, timeouts that kill the whole group, checks."""
+"""Local job processes: preflight, launch environment, stops that end the whole group, checks."""
 
 from __future__ import annotations
 
@@ -7,10 +7,40 @@ import sys
 import time
 from pathlib import Path
 
-from gpuherd.broker.runner import launch, preflight, stop, success, wait
+import pytest
+
+from gpuherd.broker.checks import preflight, success
+from gpuherd.broker.launcher import Exited, LaunchError
+from gpuherd.broker.local import LocalLauncher
+from gpuherd.broker.records import Handle
 from gpuherd.gpu.procinfo import start_ticks
+from gpuherd.ids import JobId
 from gpuherd.spec import JobName, parse_config
-from gpuherd.spec.model import JobSpec
+from gpuherd.spec.model import GpuSpec, JobSpec
+
+GPU = GpuSpec(name="gpu0", index=0)
+
+
+def wait_exit(launcher: LocalLauncher, handle: Handle, timeout: float = 30) -> Exited:
+    deadline = time.monotonic() + timeout
+    while (exited := launcher.poll(handle)) is None:
+        assert time.monotonic() < deadline, "job still running"
+        time.sleep(0.05)
+    return exited
+
+
+def child_of(out: Path) -> int:
+    deadline = time.monotonic() + 10
+    while not out.read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return int(out.read_text())
+
+
+def wait_gone(pid: int, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while start_ticks(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return start_ticks(pid) is None
 
 
 def job_spec(body: str) -> JobSpec:
@@ -60,42 +90,74 @@ def test_launch_environment_and_exit(tmp_path: Path) -> None:
         "os.environ['NVIDIA_VISIBLE_DEVICES'], os.environ['GPUHERD_JOB_ID'], "
         "os.environ['RENDER_SCALE']); raise SystemExit(3)\"]\n"
     )
-    running = launch("job1", spec, gpu="GPU-abc", log_dir=tmp_path / "logs", workdir=tmp_path)
-    assert running.start_ticks == start_ticks(running.pid) or running.proc.poll() is not None
-    assert wait(running, timeout=30, grace=1) == (3, False)
-    assert running.stdout.read_text().split() == [str(tmp_path), "GPU-abc", "GPU-abc", "job1", "2"]
-
-
-def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
-    spec = job_spec(
-        f'    vram: 1GiB\n    command: [{sys.executable!r}, -c, "import subprocess, signal, '
-        "sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-        'print(c.pid, flush=True); time.sleep(60)"]\n'
+    launcher = LocalLauncher()
+    gpu = GpuSpec(name="g", uuid="GPU-abc")
+    handle = launcher.launch(
+        JobId("job1"), spec, gpu=gpu, workdir=tmp_path, log_dir=tmp_path / "logs"
     )
-    running = launch("slow", spec, gpu="0", log_dir=tmp_path, workdir=tmp_path)
-    deadline = time.monotonic() + 10
-    while not running.stdout.read_text().strip() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child = int(running.stdout.read_text())
+    assert handle.launcher == "local"
+    assert wait_exit(launcher, handle) == Exited(3)
+    out = (tmp_path / "logs" / "job1.out").read_text().split()
+    assert out == [str(tmp_path), "GPU-abc", "GPU-abc", "job1", "2"]
+
+
+def test_a_job_that_cannot_start_raises_launch_error(tmp_path: Path) -> None:
+    launcher = LocalLauncher()
+    for argv in (["/no/such/renderer"], ["echo", "nul\x00byte"]):
+        spec = JobSpec(vram=1, command=argv)  # type: ignore[arg-type]
+        with pytest.raises(LaunchError):
+            launcher.launch(JobId("x"), spec, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
+
+
+IGNORES_TERM = (
+    "import subprocess, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "c = subprocess.Popen([sys.executable, '-c', "
+    "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)']); "
+    "print(c.pid, flush=True); {leader}"
+)
+
+
+def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
+    code = IGNORES_TERM.format(leader="time.sleep(60)")
+    spec = job_spec(f"    vram: 1GiB\n    command: [{sys.executable!r}, -c, {code!r}]\n")
+    launcher = LocalLauncher()
+    handle = launcher.launch(JobId("slow"), spec, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
+    child = child_of(tmp_path / "slow.out")
     started = time.monotonic()
-    code, timed_out = wait(running, timeout=0.5, grace=0.5)
-    assert timed_out
-    assert code == -9  # it ignored TERM, so KILL after the grace period
+    assert launcher.stop(handle, grace=0.5) == Exited(-9)  # it ignored TERM: KILL after grace
     assert time.monotonic() - started < 10
-    deadline = time.monotonic() + 5
-    while start_ticks(child) is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert start_ticks(child) is None  # the child went with the group
+    assert wait_gone(child)  # the child went with the group
 
 
-def test_stop_is_idempotent(tmp_path: Path) -> None:
+def test_children_that_ignore_term_are_killed_when_the_leader_obeys(tmp_path: Path) -> None:
+    """The leader exits on TERM; its child ignores it. KILL goes to the group after the grace
+    whatever the leader did (before, a child like this survived the job and held its memory)."""
+    code = IGNORES_TERM.format(
+        leader="signal.signal(signal.SIGTERM, signal.SIG_DFL); time.sleep(60)"
+    )
+    spec = job_spec(f"    vram: 1GiB\n    command: [{sys.executable!r}, -c, {code!r}]\n")
+    launcher = LocalLauncher()
+    handle = launcher.launch(JobId("wrap"), spec, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
+    child = child_of(tmp_path / "wrap.out")
+    assert launcher.stop(handle, grace=0.5) == Exited(-15)
+    assert wait_gone(child)
+
+
+def test_an_adopted_job_is_found_by_its_handle_and_stopped(tmp_path: Path) -> None:
     spec = job_spec(
         f"    vram: 1GiB\n    command: [{sys.executable!r}, -c, 'import time; time.sleep(60)']\n"
     )
-    running = launch("c", spec, gpu="0", log_dir=tmp_path, workdir=tmp_path)
-    assert stop(running, grace=2) == -15
-    assert stop(running, grace=2) == -15
+    first = LocalLauncher()
+    handle = first.launch(JobId("c"), spec, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
+    after_restart = LocalLauncher()  # a new broker: not its child, known by pid + start time
+    assert after_restart.adopt(handle)
+    assert after_restart.poll(handle) is None
+    recycled = Handle.of("local", pid=handle.get("pid"), ticks=handle.get("ticks") + 1)
+    assert not after_restart.adopt(recycled)
+    assert after_restart.stop(recycled, grace=1) == Exited(None)  # never signals a stranger
+    assert after_restart.poll(handle) is None
+    assert after_restart.stop(handle, grace=2) == Exited(None)
+    assert first.poll(handle) == Exited(-15)  # reaped by its parent
 
 
 def test_success_checks(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ from gpuherd.broker.daemon import Daemon
 from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.metrics import BrokerCollector
+from gpuherd.broker.service import Broker
 from gpuherd.gpu.sim import SimBackend
 from gpuherd.spec import parse_config
-from tests.conftest import HolderFactory, gpuherd_argv
+from tests.broker.conftest import submit
+from tests.conftest import HolderFactory, gpuherd_argv, wait_for
 
 # The tenant's start command: runs the real holder only once `flag` exists, and leaves a mark
 # each time it is called, so a test can tell "tried and failed" from "never tried".
@@ -50,7 +52,7 @@ tenants:
     vram: 3GiB
     priority: 20
     cooldown: 0s
-    restore_timeout: 1s{health}
+    restore_timeout: 3s{health}
     match: {{cmdline: "--name whisper"}}
     preempt: [{{signal: {{grace: 5s, start: {start!r}}}}}]
 jobs:
@@ -84,8 +86,8 @@ def test_a_failed_restore_is_retried_with_backoff_until_it_works(
     holder("--vram", "2GiB", "--name", "plex")
     holder("--vram", "3GiB", "--name", "whisper")
     engine = engine_for(sim_dir, tmp_path)
-    job = engine.submit("render")
-    step_until(engine, lambda: engine.journal.releases() != [] and not engine.active)
+    job = submit(engine, "render")
+    step_until(engine, lambda: engine.journal.releases() != [] and not engine.followed)
     step_until(engine, lambda: engine.journal.job(job).state == "succeeded")  # type: ignore[union-attr]
     assert whisper_state(engine) == "restore_failed"  # its start command failed
     step_until(engine, lambda: (tmp_path / "marks").read_text() == "xx")  # retried once more
@@ -103,7 +105,7 @@ def test_a_failed_restore_is_retried_with_backoff_until_it_works(
     assert starts[1] - fails[0] >= 0.5
     assert starts[2] - fails[1] >= 1.0
     metrics = CollectorRegistry()
-    metrics.register(BrokerCollector(Daemon(engine)))
+    metrics.register(BrokerCollector(Broker(Daemon(engine)).views))
     text = generate_latest(metrics).decode()
     assert f"gpuherd_restore_failures_total {float(release.attempts - 1)}" in text
     assert 'gpuherd_tenant_state{state="running",tenant="whisper"} 1.0' in text
@@ -116,20 +118,19 @@ def test_a_restore_waits_for_room_instead_of_loading_into_an_oom(
     holder("--vram", "3GiB", "--name", "whisper")
     (tmp_path / "flag").write_text("")
     engine = engine_for(sim_dir, tmp_path)
-    engine.submit("render")
-    step_until(engine, lambda: bool(engine.active))
-    (active,) = engine.active.values()
-    assert active.running is not None
-    active.running.proc.wait(timeout=30)
+    submit(engine, "render")
+    step_until(engine, lambda: bool(engine.followed))
+    (active,) = engine.followed.values()
+    wait_for(lambda: engine._launcher.poll(active.handle) is not None, timeout=30)
     # Something outside the broker grabs the room before the restore: 8 of the 10 GiB free.
     intruder: subprocess.Popen[str] = holder("--vram", "8GiB", "--name", "intruder")
-    step_until(engine, lambda: not engine.active)
+    step_until(engine, lambda: not engine.followed)
     assert whisper_state(engine) == "restore_failed"
     (failed,) = [e for e in engine.journal.events() if e.kind == "restore_failed"]
     assert "needs 3.0 GiB free on gpu0, 2.0 GiB free" in failed.message
     assert not (tmp_path / "marks").exists()  # the start command was never run into an OOM
     metrics = CollectorRegistry()
-    metrics.register(BrokerCollector(Daemon(engine)))
+    metrics.register(BrokerCollector(Broker(Daemon(engine)).views))
     assert (
         'gpuherd_tenant_state{state="failed",tenant="whisper"} 1.0'
         in generate_latest(metrics).decode()
@@ -149,7 +150,7 @@ def test_a_restore_counts_only_once_the_health_check_passes(
     ready = tmp_path / "ready"
     check = [sys.executable, "-c", f"import os, sys; sys.exit(not os.path.exists({str(ready)!r}))"]
     engine = engine_for(sim_dir, tmp_path, health=f"\n    health: {{command: {check!r}}}")
-    job = engine.submit("render")
+    job = submit(engine, "render")
     step_until(engine, lambda: engine.journal.job(job).state == "succeeded")  # type: ignore[union-attr]
     # Its memory is back, but it does not answer yet: not restored.
     assert whisper_state(engine) == "restore_failed"

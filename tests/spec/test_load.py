@@ -5,7 +5,16 @@ from pathlib import Path
 import pytest
 
 from gpuherd.spec import JobName, SpecError, TenantName, load_config, parse_config
-from gpuherd.spec.model import VramAmount
+from gpuherd.spec.model import (
+    CommandMethod,
+    DoneFileCheck,
+    ExistsCheck,
+    ExitCodeCheck,
+    GlobCheck,
+    NotOnCpuCheck,
+    OllamaMethod,
+    VramAmount,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -62,18 +71,20 @@ def test_normative_example_means_what_it_says() -> None:
     assert ollama.match is not None
     assert ollama.match.cmdline == "ollama serve"
     assert [m.kind for m in ollama.preempt] == ["ollama", "command"]
-    assert ollama.preempt[0].ollama is not None
-    assert ollama.preempt[0].ollama.url == "http://127.0.0.1:11434"
-    assert ollama.preempt[1].command is not None
-    assert ollama.preempt[1].command.restore == ["systemctl", "start", "ollama"]
+    first, second = ollama.preempt
+    assert isinstance(first, OllamaMethod)
+    assert first.url == "http://127.0.0.1:11434"
+    assert isinstance(second, CommandMethod)
+    assert second.restore == ["systemctl", "start", "ollama"]
     job = config.jobs[JobName("mapshot-render")]
     assert job.vram == VramAmount(bytes=6 * GIB)
     assert (job.priority, job.schedule, job.timeout) == (50, "0 4 * * *", 1800.0)
     assert job.command == ["./render.sh", "--resolution", "2048"]
-    assert job.preflight[0].exists == "factorio/bin/x64/factorio"
-    assert job.success[0].exit_code == 0
-    assert job.success[1].glob is not None
-    assert (job.success[1].glob.pattern, job.success[1].glob.min_count) == ("out/d-*/*.jpg", 1313)
+    assert job.preflight[0] == ExistsCheck(path="factorio/bin/x64/factorio")
+    assert job.success[0] == ExitCodeCheck(code=0)
+    glob = job.success[1]
+    assert isinstance(glob, GlobCheck)
+    assert (glob.pattern, glob.min_count) == ("out/d-*/*.jpg", 1313)
 
 
 def test_homelab_example_loads() -> None:
@@ -112,12 +123,11 @@ jobs:
     assert b.active is not None
     assert (b.active[0].cron, b.active[0].for_) == ("0 18 * * *", 18000.0)
     checks = config.jobs[JobName("j")].success
-    assert checks[0].glob is not None
-    assert checks[0].glob.min_count == 1
-    assert checks[1].done_file is not None
-    assert checks[1].done_file.path == "out/done"
-    assert checks[2].not_on_cpu is not None
-    assert checks[2].not_on_cpu.within == 30.0
+    assert checks == [
+        GlobCheck(pattern="out/*.png", min_count=1),
+        DoneFileCheck(path="out/done", timeout=300.0),
+        NotOnCpuCheck(within=30.0),
+    ]
 
 
 def _issues(text: str) -> list[str]:

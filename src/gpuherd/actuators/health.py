@@ -8,23 +8,24 @@ import time
 
 import httpx
 
-from gpuherd.spec.model import Health
+from gpuherd.spec.model import CommandHealth, Health, UrlHealth
 
 
 def probe(health: Health, timeout: float) -> str | None:
     """One probe: None when healthy, else why not."""
-    if health.url is not None:
-        try:
-            response = httpx.get(health.url, timeout=timeout)
-        except httpx.HTTPError as exc:
-            return f"GET {health.url} failed: {exc}"
-        return None if response.is_success else f"GET {health.url} answered {response.status_code}"
-    assert health.command is not None
-    try:
-        done = subprocess.run(health.command, capture_output=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{health.command[0]}: {exc}"
-    return None if done.returncode == 0 else f"{health.command[0]} exited {done.returncode}"
+    match health:
+        case UrlHealth(url=url):
+            try:
+                response = httpx.get(url, timeout=timeout)
+            except httpx.HTTPError as exc:
+                return f"GET {url} failed: {exc}"
+            return None if response.is_success else f"GET {url} answered {response.status_code}"
+        case CommandHealth(argv=argv):
+            try:
+                done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"{argv[0]}: {exc}"
+            return None if done.returncode == 0 else f"{argv[0]} exited {done.returncode}"
 
 
 def wait_healthy(health: Health, timeout: float, poll: float = 0.5) -> str | None:

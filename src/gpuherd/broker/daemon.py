@@ -1,42 +1,39 @@
 """The broker daemon: the engine stepping in a background thread, with a clean stop.
 
 `stop()` lets the current step finish (a release or restore in progress completes: steps are
-synchronous); job processes run in their own process groups and are adopted again by the next
-start. All engine access is serialised by one lock, so API threads and the loop never race.
+synchronous); job processes run in their own process groups and are followed again by the next
+start. Only the loop drives the engine; submissions and cancels never wait for it. A step that
+fails is reported (an event, `status`, a metric) and retried with backoff, not in a hot loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
-from typing import TypeVar
 
 from gpuherd.broker.engine import Engine
-from gpuherd.gpu.base import GpuSnapshot
+from gpuherd.broker.views import EngineHealth
 
-T = TypeVar("T")
+_MAX_BACKOFF = 60.0
 
 
 class Daemon:
     def __init__(self, engine: Engine, *, poll_interval: float = 1.0) -> None:
         self.engine = engine
         self.poll_interval = poll_interval
-        self.lock = threading.RLock()
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self.log: Callable[[dict[str, object]], None] | None = None  # set once it may print
         self._logged = 0  # id of the last event handed to `log`
         engine.notify = self.wake  # a job process exits: restore its tenants now, not next poll
         self.ready = threading.Event()
+        self.health = EngineHealth()
+        self._streak = 0  # steps failed in a row
         self._thread: threading.Thread | None = None
 
-    def locked(self, fn: Callable[[], T]) -> T:
-        with self.lock:
-            return fn()
-
     def start(self) -> None:
-        with self.lock:
-            self.engine.replay()
+        self.engine.replay()
         self._thread = threading.Thread(target=self._loop, name="gpuherd-engine", daemon=True)
         self._thread.start()
 
@@ -50,25 +47,37 @@ class Daemon:
             self.log({k: v for k, v in record.items() if v is not None})
             self._logged = e.id
 
-    @property
-    def last_snapshot(self) -> GpuSnapshot | None:
-        """The GPU reading of the latest step (for status and metrics)."""
-        return self.engine.last_snapshot
-
     def wake(self) -> None:
         """Step now (a submission, a cancel, a job exit) instead of at the next poll."""
         self._wake.set()
 
+    def _step(self) -> float:
+        """One step; returns how long to wait before the next."""
+        try:
+            self.engine.step()
+        except Exception as exc:
+            self._streak += 1
+            backoff = min(_MAX_BACKOFF, self.poll_interval * 2 ** min(self._streak, 10))
+            message = f"{type(exc).__name__}: {exc}"
+            self.health = EngineHealth(False, message, self.health.errors_total + 1, backoff)
+            # The journal itself may be what fails (a full disk): the status still says it.
+            with contextlib.suppress(Exception):
+                self.engine.journal.record("engine_error", f"{message} (retry in {backoff:g}s)")
+            return float(backoff)
+        self._streak = 0
+        if not self.health.ok:
+            self.health = EngineHealth(True, None, self.health.errors_total, None)
+        return self.poll_interval
+
     def _loop(self) -> None:
         while not self.stopping.is_set():
-            with self.lock:
-                try:
-                    self.engine.step()
-                except Exception as exc:
-                    self.engine.journal.record("engine_error", f"{type(exc).__name__}: {exc}")
+            wait = self._step()
             self.ready.set()
             self.flush_log()
-            self._wake.wait(self.poll_interval)
+            if wait > self.poll_interval:
+                self.stopping.wait(wait)  # a failing step does not spin, even when woken
+            else:
+                self._wake.wait(wait)
             self._wake.clear()
 
     def stop(self, timeout: float = 30.0) -> None:

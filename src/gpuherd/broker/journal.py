@@ -1,10 +1,13 @@
 """The broker's journal: SQLite in WAL mode, one writer, intents recorded before they are acted on.
 
-Every release of a tenant is an `intent` row before anything is done, `released` once the GPU
-shows the memory gone, `restore_intent` before the restore starts and `restored` when the tenant
-is back. A broker that dies anywhere in between finds the unfinished rows on start
-(`pending_restores`) and finishes them. Jobs keep their process identity (pid and start time),
-so a restarted broker can tell its own running job from a recycled pid.
+Every release of a tenant is an `intent` row (with the plan to restore it) before anything is
+done, `released` once the GPU shows the memory gone, `restore_intent` before the restore starts
+and `restored` when the tenant is back. A broker that dies anywhere in between finds the
+unfinished rows on start (`pending_restores`) and finishes them. Jobs keep their launcher's
+handle, so a restarted broker can tell its own running job from a recycled pid.
+
+Writes go through one connection under one lock; every other thread reads through its own
+connection, so a reader never sees a write transaction half done.
 """
 
 from __future__ import annotations
@@ -14,137 +17,73 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpuherd.broker.journal_schema import SCHEMA_VERSION, migrate
+from gpuherd.broker.records import EventRow, Handle, JobRow, ReleaseRow, RestorePlan
+from gpuherd.broker.states import (
+    FINAL_JOB_STATES,
+    JOB_MOVES,
+    OPEN_RELEASE_STATES,
+    RELEASE_MOVES,
+    JobState,
+    ReleaseState,
+)
+from gpuherd.broker.submission import Submission
+from gpuherd.ids import JobId, TenantName
 from gpuherd.sqlitetx import immediate
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    state TEXT NOT NULL,
-    submitted_at REAL NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    pid INTEGER,
-    pid_start_ticks INTEGER,
-    exit_code INTEGER,
-    reason TEXT,
-    result TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE TABLE IF NOT EXISTS releases (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL REFERENCES jobs(id),
-    tenant TEXT NOT NULL,
-    method TEXT,
-    state TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL,
-    released_at REAL,
-    restore_started_at REAL,
-    restored_at REAL,
-    failed_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS releases_state ON releases(state);
-CREATE TABLE IF NOT EXISTS schedules (
-    job TEXT PRIMARY KEY,
-    last_due REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    job_id TEXT,
-    tenant TEXT,
-    message TEXT NOT NULL
-);
-"""
-
-JOB_STATES = (
-    "queued",
-    "releasing",
-    "starting",
-    "running",
-    "restoring",
-    "succeeded",
-    "failed",
-    "cancelled",
+_JOB_COLUMNS = (
+    "id, name, submission, state, submitted_at, started_at, ended_at, handle, exit_code, "
+    "reason, result, idem_key"
 )
-FINAL_JOB_STATES = ("succeeded", "failed", "cancelled")
-OPEN_RELEASE_STATES = ("intent", "released", "restore_intent", "restore_failed")
-# What `status` and the metrics call a tenant whose latest release is in each state.
-TENANT_STATES = {
-    "intent": "releasing",
-    "released": "released",
-    "restore_intent": "restoring",
-    "restore_failed": "failed",
+_RELEASE_COLUMNS = (
+    "id, job_id, tenant, method, state, detail, created_at, released_at, restored_at, "
+    "attempts, failed_at, plan"
+)
+_FINAL = tuple(str(s) for s in FINAL_JOB_STATES)
+_RELEASE_EVENT = {
+    ReleaseState.RELEASED: "released",
+    ReleaseState.RESTORE_INTENT: "restore_started",
+    ReleaseState.RESTORED: "restored",
+    ReleaseState.RESTORE_FAILED: "restore_failed",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    id: str
-    name: str
-    spec: dict[str, Any]
-    state: str
-    submitted_at: float
-    started_at: float | None
-    ended_at: float | None
-    pid: int | None
-    pid_start_ticks: int | None
-    exit_code: int | None
-    reason: str | None
-    result: dict[str, Any] | None = None  # the result record, once the job ended
 
 
 def _job_row(r: tuple[Any, ...]) -> JobRow:
     return JobRow(
-        id=r[0],
+        id=JobId(r[0]),
         name=r[1],
-        spec=json.loads(r[2]),
-        state=r[3],
+        submission=Submission.from_json(r[2], name=r[1], key=r[11]),
+        state=JobState(r[3]),
         submitted_at=r[4],
         started_at=r[5],
         ended_at=r[6],
-        pid=r[7],
-        pid_start_ticks=r[8],
-        exit_code=r[9],
-        reason=r[10],
-        result=json.loads(r[11]) if r[11] else None,
+        handle=Handle.from_json(r[7]) if r[7] else None,
+        exit_code=r[8],
+        reason=r[9],
+        result=json.loads(r[10]) if r[10] else None,
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseRow:
-    id: int
-    job_id: str
-    tenant: str
-    method: str | None
-    state: str
-    detail: dict[str, Any]
-    created_at: float
-    released_at: float | None
-    restored_at: float | None
-    attempts: int
-    failed_at: float | None = None  # the last failed restore: retries back off from here
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    id: int
-    at: float
-    kind: str
-    job_id: str | None
-    tenant: str | None
-    message: str
+def _release_row(r: tuple[Any, ...]) -> ReleaseRow:
+    return ReleaseRow(
+        id=r[0],
+        job_id=JobId(r[1]),
+        tenant=TenantName(r[2]),
+        method=r[3],
+        state=ReleaseState(r[4]),
+        detail=json.loads(r[5]),
+        created_at=r[6],
+        released_at=r[7],
+        restored_at=r[8],
+        attempts=r[9],
+        failed_at=r[10],
+        plan=RestorePlan.from_json(r[11]),
+    )
 
 
 class JournalError(Exception):
@@ -152,32 +91,47 @@ class JournalError(Exception):
 
 
 class Journal:
-    """All writes go through one connection and one lock: SQLite's single-writer rule, kept
-    by the broker itself so writes never wait on SQLITE_BUSY."""
-
-    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        self._conn = self._connect()
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")  # an intent must survive a power cut
         self._conn.execute("PRAGMA foreign_keys = ON")
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise JournalError(f"{self.path} was written by a newer gpuherd (schema {version})")
-        self._conn.executescript(_SCHEMA)
-        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(releases)")}
-        if "failed_at" not in columns:  # journals from before restore retries
-            self._conn.execute("ALTER TABLE releases ADD COLUMN failed_at REAL")
-        self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        migrate(self._conn)
         self.path.chmod(0o600)
+        self._local = threading.local()
+        self._readers_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+
+    @property
+    def _read(self) -> sqlite3.Connection:
+        """This thread's read connection: in WAL mode it sees the last committed state and
+        never an open write transaction."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            with self._readers_lock:  # not the write lock: a reader never waits on a writer
+                self._readers.append(conn)
+        return conn
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock, self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+            self._conn.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -200,67 +154,74 @@ class Journal:
 
     # --- jobs -------------------------------------------------------------------------------
 
-    def submit(self, name: str, spec: dict[str, Any], *, job_id: str | None = None) -> str:
+    def submit(self, submission: Submission) -> JobId:
+        """Queue it; with an idempotency key already used, the job queued then."""
         with self._write() as conn:
-            new_id = self._insert_job(conn, name, spec, job_id)
-            self._event(conn, "submitted", f"job {name} queued", job_id=new_id)
+            if submission.key is not None:
+                row = conn.execute(
+                    "SELECT id FROM jobs WHERE idem_key = ?", (submission.key,)
+                ).fetchone()
+                if row is not None:
+                    return JobId(row[0])
+            new_id = self._insert_job(conn, submission)
+            self._event(conn, "submitted", f"job {submission.job} queued", job_id=new_id)
         return new_id
 
-    def _insert_job(
-        self, conn: sqlite3.Connection, name: str, spec: dict[str, Any], job_id: str | None
-    ) -> str:
-        new_id = job_id or uuid.uuid4().hex[:12]
+    def _insert_job(self, conn: sqlite3.Connection, submission: Submission) -> JobId:
+        new_id = JobId(uuid.uuid4().hex[:12])
         conn.execute(
-            "INSERT INTO jobs (id, name, spec, state, submitted_at) VALUES (?, ?, ?, 'queued', ?)",
-            (new_id, name, json.dumps(spec, sort_keys=True), self._clock()),
+            "INSERT INTO jobs (id, name, submission, state, submitted_at, idem_key) "
+            "VALUES (?, ?, ?, 'queued', ?, ?)",
+            (new_id, submission.job, submission.to_json(), self._clock(), submission.key),
         )
         return new_id
 
     def set_job_state(
         self,
-        job_id: str,
-        state: str,
+        job_id: JobId,
+        state: JobState,
         *,
         reason: str | None = None,
-        pid: int | None = None,
-        pid_start_ticks: int | None = None,
+        handle: Handle | None = None,
         exit_code: int | None = None,
-        result: dict[str, Any] | None = None,
-    ) -> None:
-        if state not in JOB_STATES:
-            raise JournalError(f"unknown job state {state!r}")
+        expect: tuple[JobState, ...] | None = None,
+    ) -> bool:
+        """Move the job to `state` if the table allows it from where it is. With `expect`,
+        only from those states, and False (nothing written) from any other: how a cancel
+        and the engine agree on who ends a job."""
         now = self._clock()
         with self._write() as conn:
             row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JournalError(f"no job {job_id}")
-            if row[0] in FINAL_JOB_STATES:
-                raise JournalError(f"job {job_id} already ended ({row[0]})")
+            current = JobState(row[0])
+            if expect is not None and current not in expect:
+                return False
+            if state not in JOB_MOVES[current]:
+                raise JournalError(f"job {job_id} is {current}, cannot become {state}")
             conn.execute(
-                "UPDATE jobs SET state = ?, reason = COALESCE(?, reason), "
-                "pid = COALESCE(?, pid), pid_start_ticks = COALESCE(?, pid_start_ticks), "
-                "exit_code = COALESCE(?, exit_code), result = COALESCE(?, result), "
+                "UPDATE jobs SET state = ?, reason = COALESCE(?, reason), "  # noqa: S608
+                "handle = COALESCE(?, handle), exit_code = COALESCE(?, exit_code), "
                 "started_at = CASE WHEN ? = 'running' THEN ? ELSE started_at END, "
-                "ended_at = CASE WHEN ? IN ('succeeded','failed','cancelled') THEN ? "
-                "ELSE ended_at END WHERE id = ?",
+                f"ended_at = CASE WHEN ? IN {_FINAL!r} THEN ? ELSE ended_at END "
+                "WHERE id = ?",
                 (
-                    state,
+                    str(state),
                     reason,
-                    pid,
-                    pid_start_ticks,
+                    None if handle is None else handle.to_json(),
                     exit_code,
-                    json.dumps(result) if result is not None else None,
-                    state,
+                    str(state),
                     now,
-                    state,
+                    str(state),
                     now,
                     job_id,
                 ),
             )
             message = f"job {state}" + (f": {reason}" if reason else "")
             self._event(conn, f"job_{state}", message, job_id=job_id)
+        return True
 
-    def set_result(self, job_id: str, result: dict[str, Any]) -> None:
+    def set_result(self, job_id: JobId, result: dict[str, Any]) -> None:
         with self._write() as conn:
             conn.execute("UPDATE jobs SET result = ? WHERE id = ?", (json.dumps(result), job_id))
 
@@ -271,121 +232,81 @@ class Journal:
     def jobs(self, *, include_ended: bool = False) -> list[JobRow]:
         if include_ended:
             return self._jobs("", ())
-        return self._jobs("WHERE state NOT IN ('succeeded','failed','cancelled')", ())
+        return self._jobs(f"WHERE state NOT IN {_FINAL!r}", ())
 
     def _jobs(self, where: str, args: tuple[object, ...]) -> list[JobRow]:
-        sql = (
-            "SELECT id, name, spec, state, submitted_at, started_at, ended_at, pid, "  # noqa: S608
-            f"pid_start_ticks, exit_code, reason, result FROM jobs {where} "
-            "ORDER BY submitted_at, id"
-        )
-        return [_job_row(r) for r in self._conn.execute(sql, args)]
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY submitted_at, id"  # noqa: S608
+        return [_job_row(r) for r in self._read.execute(sql, args)]
 
     # --- releases (the intents) ---------------------------------------------------------------
 
-    def release_intent(self, job_id: str, tenant: str, method: str | None) -> int:
-        """Recorded BEFORE anything is done to the tenant."""
+    def release_intent(self, job_id: JobId, tenant: str, plan: RestorePlan) -> int:
+        """Recorded BEFORE anything is done to the tenant, with all a restore will need."""
+        kind = next(iter(plan.method))
         with self._write() as conn:
             cur = conn.execute(
-                "INSERT INTO releases (job_id, tenant, method, state, created_at) "
-                "VALUES (?, ?, ?, 'intent', ?)",
-                (job_id, tenant, method, self._clock()),
+                "INSERT INTO releases (job_id, tenant, method, state, created_at, plan) "
+                "VALUES (?, ?, ?, 'intent', ?, ?)",
+                (job_id, tenant, kind, self._clock(), plan.to_json()),
             )
             self._event(
                 conn,
                 "release_intent",
-                f"releasing {tenant} via {method}",
+                f"releasing {tenant} via {kind}",
                 job_id=job_id,
                 tenant=tenant,
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
 
-    def mark_released(self, release_id: int, *, method: str, detail: dict[str, Any]) -> None:
-        self._advance(
-            release_id,
-            ("intent",),
-            "released",
-            "released_at",
-            method=method,
-            detail=detail,
-            message="released via {method}",
-        )
+    def mark_released(self, release_id: int, *, detail: dict[str, Any]) -> None:
+        self._advance(release_id, ReleaseState.RELEASED, "released via {method}", detail=detail)
 
     def restore_intent(self, release_id: int) -> None:
-        self._advance(
-            release_id,
-            ("intent", "released", "restore_failed", "restore_intent"),
-            "restore_intent",
-            "restore_started_at",
-            message="restoring via {method}",
-            count_attempt=True,
-        )
+        self._advance(release_id, ReleaseState.RESTORE_INTENT, "restoring via {method}")
 
-    def mark_restored(self, release_id: int) -> None:
-        self._advance(
-            release_id,
-            ("restore_intent",),
-            "restored",
-            "restored_at",
-            message="restored via {method}",
-        )
+    def mark_restored(self, release_id: int, note: str | None = None) -> None:
+        suffix = f" ({note})" if note else ""
+        self._advance(release_id, ReleaseState.RESTORED, "restored via {method}" + suffix)
 
     def mark_restore_failed(self, release_id: int, reason: str) -> None:
-        self._advance(
-            release_id,
-            ("restore_intent",),
-            "restore_failed",
-            "failed_at",
-            message=f"restore via {{method}} failed: {reason}",
-        )
+        message = "restore via {method} failed: " + reason.replace("{", "{{").replace("}", "}}")
+        self._advance(release_id, ReleaseState.RESTORE_FAILED, message)
 
     def _advance(
         self,
         release_id: int,
-        allowed: tuple[str, ...],
-        state: str,
-        stamp: str | None,
-        *,
+        state: ReleaseState,
         message: str,
-        method: str | None = None,
+        *,
         detail: dict[str, Any] | None = None,
-        count_attempt: bool = False,
     ) -> None:
+        stamp = {
+            ReleaseState.RELEASED: "released_at",
+            ReleaseState.RESTORE_INTENT: "restore_started_at",
+            ReleaseState.RESTORED: "restored_at",
+            ReleaseState.RESTORE_FAILED: "failed_at",
+        }[state]
         with self._write() as conn:
             row = conn.execute(
                 "SELECT state, job_id, tenant, method FROM releases WHERE id = ?", (release_id,)
             ).fetchone()
             if row is None:
                 raise JournalError(f"no release {release_id}")
-            if row[0] not in allowed:
+            if state not in RELEASE_MOVES[ReleaseState(row[0])]:
                 raise JournalError(f"release {release_id} is {row[0]}, cannot become {state}")
-            sets = ["state = ?"]
-            args: list[object] = [state]
-            if stamp:
-                sets.append(f"{stamp} = ?")
-                args.append(self._clock())
-            if method is not None:
-                sets.append("method = ?")
-                args.append(method)
+            sets, args = [f"state = ?, {stamp} = ?"], [str(state), self._clock()]
             if detail is not None:
                 sets.append("detail = ?")
                 args.append(json.dumps(detail, sort_keys=True))
-            if count_attempt:
+            if state is ReleaseState.RESTORE_INTENT:
                 sets.append("attempts = attempts + 1")
             conn.execute(
                 f"UPDATE releases SET {', '.join(sets)} WHERE id = ?",  # noqa: S608
                 (*args, release_id),
             )
-            kind = {
-                "released": "released",
-                "restore_intent": "restore_started",
-                "restored": "restored",
-                "restore_failed": "restore_failed",
-            }[state]
-            self._event(
-                conn, kind, message.format(method=method or row[3]), job_id=row[1], tenant=row[2]
-            )
+            text = message.format(method=row[3])
+            self._event(conn, _RELEASE_EVENT[state], text, job_id=row[1], tenant=row[2])
 
     def releases(self, *, job_id: str | None = None, open_only: bool = False) -> list[ReleaseRow]:
         where, args = [], []
@@ -394,40 +315,45 @@ class Journal:
             args.append(job_id)
         if open_only:
             where.append(f"state IN ({','.join('?' * len(OPEN_RELEASE_STATES))})")
-            args += OPEN_RELEASE_STATES
+            args += [str(s) for s in OPEN_RELEASE_STATES]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        columns = (
-            "id, job_id, tenant, method, state, detail, created_at, released_at, "
-            "restored_at, attempts, failed_at"
-        )
-        sql = f"SELECT {columns} FROM releases {clause} ORDER BY id"  # noqa: S608
-        return [
-            ReleaseRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), *r[6:])
-            for r in self._conn.execute(sql, args)
-        ]
+        sql = f"SELECT {_RELEASE_COLUMNS} FROM releases {clause} ORDER BY id"  # noqa: S608
+        return [_release_row(r) for r in self._read.execute(sql, args)]
 
     def pending_restores(self) -> list[ReleaseRow]:
         """Tenants released (or maybe released) and not yet restored: newest release first, so
         they come back in reverse release order."""
         return list(reversed(self.releases(open_only=True)))
 
-    # --- events -------------------------------------------------------------------------------
+    def last_restored(self) -> dict[str, float]:
+        """When each tenant was last restored (for its cooldown)."""
+        sql = "SELECT tenant, MAX(restored_at) FROM releases WHERE restored_at IS NOT NULL "
+        return dict(self._read.execute(sql + "GROUP BY tenant"))
+
+    def restore_costs(self) -> dict[TenantName, float]:
+        """Seconds each tenant's last restore took: what the scheduler expects the next to cost."""
+        sql = (
+            "SELECT tenant, restored_at - restore_started_at FROM releases "
+            "WHERE id IN (SELECT MAX(id) FROM releases WHERE restored_at IS NOT NULL "
+            "GROUP BY tenant)"
+        )
+        return {TenantName(t): max(0.0, float(c or 0.0)) for t, c in self._read.execute(sql)}
 
     # --- schedules ----------------------------------------------------------------------------
 
     def schedule_marks(self) -> dict[str, float]:
         """The last fire time handled per scheduled job (fired, caught up or missed)."""
-        return dict(self._conn.execute("SELECT job, last_due FROM schedules"))
+        return dict(self._read.execute("SELECT job, last_due FROM schedules"))
 
     def fire_schedules(
-        self, marks: dict[str, float], runs: list[tuple[str, dict[str, Any], str]]
-    ) -> list[str]:
-        """Queue `runs` (name, spec, event message) and store `marks` in one transaction, so a
+        self, marks: dict[str, float], runs: list[tuple[Submission, str]]
+    ) -> list[JobId]:
+        """Queue `runs` (submission, event message) and store `marks` in one transaction, so a
         crash can neither lose a fired run nor fire it twice."""
         ids = []
         with self._write() as conn:
-            for name, spec, message in runs:
-                job_id = self._insert_job(conn, name, spec, None)
+            for submission, message in runs:
+                job_id = self._insert_job(conn, submission)
                 self._event(conn, "schedule_fired", message, job_id=job_id)
                 ids.append(job_id)
             conn.executemany(
@@ -437,9 +363,11 @@ class Journal:
             )
         return ids
 
+    # --- events -------------------------------------------------------------------------------
+
     def event_counts(self) -> dict[str, int]:
         """Events by kind: counters that never go down (a retried restore still failed once)."""
-        return dict(self._conn.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind"))
+        return dict(self._read.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind"))
 
     def record(
         self, kind: str, message: str, *, job_id: str | None = None, tenant: str | None = None
@@ -457,9 +385,4 @@ class Journal:
         """`where` is one of the two literal conditions above, never user text."""
         columns = "id, at, kind, job_id, tenant, message"
         sql = f"SELECT {columns} FROM events WHERE {where} ORDER BY id"  # noqa: S608
-        return [EventRow(*r) for r in self._conn.execute(sql, (arg,))]
-
-    def last_restored(self) -> dict[str, float]:
-        """When each tenant was last restored (for its cooldown)."""
-        sql = "SELECT tenant, MAX(restored_at) FROM releases WHERE restored_at IS NOT NULL "
-        return dict(self._conn.execute(sql + "GROUP BY tenant"))
+        return [EventRow(*r) for r in self._read.execute(sql, (arg,))]

@@ -6,14 +6,13 @@ import contextlib
 import json
 import os
 import signal
-import socket as socket_mod
 import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +27,9 @@ from gpuherd.cli.common import (
     stdout,
     write_out,
 )
+
+if TYPE_CHECKING:
+    from gpuherd.api.client import Client
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -67,20 +69,6 @@ TokenOpt = Annotated[
 ]
 
 
-def _server_class() -> Any:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn re-raises SIGTERM after shutting down, which would skip our cleanup (engine
-        stop, socket removal): gpuherd installs its own handlers instead."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return Server
-
-
 def serve(
     config: ConfigOpt = None,
     backend: BackendOpt = "auto",
@@ -96,21 +84,22 @@ def serve(
     socket: SocketOpt = None,
     listen: Annotated[
         str | None,
-        typer.Option("--listen", help="Also serve TCP on HOST:PORT; requires --token-file."),
+        typer.Option(
+            "--listen",
+            help="Also serve TCP on HOST:PORT ([::1]:PORT for IPv6); needs --token-file.",
+        ),
     ] = None,
     token_file: TokenOpt = None,
 ) -> None:
     """Run the broker in the foreground: queue jobs, free VRAM for them, always restore."""
-    import uvicorn
-
-    from gpuherd.api.app import create_app
-
-    _Server = _server_class()
+    from gpuherd.actuators.factory import unavailable_kinds
+    from gpuherd.api.server import BrokerServer, ListenError
     from gpuherd.broker.daemon import Daemon
     from gpuherd.broker.engine import Engine
     from gpuherd.broker.journal import Journal, JournalError
+    from gpuherd.broker.service import Broker
 
-    spec = load_config_or_exit(config or Path("gpuherd.yaml"))
+    cfg = load_config_or_exit(config or Path("gpuherd.yaml"), methods=unavailable_kinds())
     token = _server_token(listen, token_file)
     state_dir = state or default_state()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -120,59 +109,47 @@ def serve(
     except (JournalError, sqlite3.Error) as exc:
         fail(f"{state_dir / 'journal.db'}: {exc}")
     engine = Engine(
-        config=spec,
+        config=cfg,
         backend=open_backend_or_exit(backend, sim_dir),
         journal=journal,
         state_dir=state_dir,
-        poll=min(spec.broker.poll_interval, 0.05),  # waits on a release or restore
+        poll=min(cfg.broker.poll_interval, 0.05),  # waits on a release or restore
     )
-    daemon = Daemon(engine, poll_interval=spec.broker.poll_interval)
-    daemon.start()
+    daemon = Daemon(engine, poll_interval=cfg.broker.poll_interval)
+    broker = Broker(daemon)
     sock = socket or default_socket()
-    sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    sock.unlink(missing_ok=True)
-    old_umask = os.umask(0o177)  # the socket is born 0600: only this user may submit work
+    if not listen:
+        sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        sock.unlink(missing_ok=True)
     try:
-        host, _, port = (listen or "").rpartition(":")
-        if listen:
-            app_config = uvicorn.Config(
-                create_app(daemon, token=token),
-                host=host or "127.0.0.1",
-                port=int(port),
-                log_level="warning",
-            )
-        else:
-            # Bound here, not by uvicorn, which would chmod the socket to 0666.
-            listener = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
-            listener.bind(str(sock))
-            app_config = uvicorn.Config(
-                create_app(daemon), fd=listener.fileno(), log_level="warning"
-            )
-        server = _Server(app_config)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
-        ready = {
-            "event": "listening",
-            "socket": None if listen else str(sock),
-            "tcp": listen,
-            "state": str(state_dir),
-        }
+        server = BrokerServer(
+            broker, socket_path=None if listen else sock, listen=listen, token=token
+        )
+    except ListenError as exc:
+        fail(str(exc), code=Exit.USAGE)
+    daemon.start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: server.request_stop())
+    ready = {
+        "event": "listening",
+        "socket": None if listen else str(sock),
+        "tcp": listen,
+        "state": str(state_dir),
+    }
 
-        def announce() -> None:  # once the socket is bound, not before
-            while not server.started and not server.should_exit:
-                time.sleep(0.02)
-            if server.started:
-                print(json.dumps(ready), flush=True)
-                # From here on, one JSON line per journal event (replay's included).
-                daemon.log = lambda record: print(json.dumps(record), flush=True)
-                daemon.wake()
+    def announce() -> None:  # once the socket is bound, not before
+        if server.wait_started(timeout=float("inf")):
+            print(json.dumps(ready), flush=True)
+            # From here on, one JSON line per journal event (replay's included).
+            daemon.log = lambda record: print(json.dumps(record), flush=True)
+            daemon.wake()
 
-        threading.Thread(target=announce, daemon=True).start()
+    threading.Thread(target=announce, daemon=True).start()
+    try:
         server.run()  # returns on SIGINT/SIGTERM
     finally:
-        os.umask(old_umask)
         daemon.stop()
-        sock.unlink(missing_ok=True)
+        journal.close()
         print(json.dumps({"event": "stopped"}), flush=True)
 
 
@@ -194,43 +171,19 @@ def _server_token(listen: str | None, token_file: Path | None) -> str | None:
     return token
 
 
-def _client(socket: Path | None, url: str | None, token_file: Path | None) -> Any:
-    import httpx
+@contextlib.contextmanager
+def _client(socket: Path | None, url: str | None, token_file: Path | None) -> Iterator[Client]:
+    """The API client, with its errors mapped to messages and exit codes."""
+    from gpuherd.api.client import BrokerRefused, BrokerUnreachable, Client
 
-    if url:
-        token = _read_token(token_file) if token_file else ""
-        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    path = socket or default_socket()
-    return httpx.Client(
-        transport=httpx.HTTPTransport(uds=str(path)), base_url="http://gpuherd", timeout=30
-    )
-
-
-def _call(
-    socket: Path | None, url: str | None, token_file: Path | None, method: str, path: str, **kw: Any
-) -> Any:
-    import httpx
-
+    token = _read_token(token_file) if url and token_file else None
     try:
-        with _client(socket, url, token_file) as client:
-            response = client.request(method, path, **kw)
-    except (httpx.ConnectError, FileNotFoundError):
-        where = url or str(socket or default_socket())
-        fail(
-            f"no broker answers at {where}",
-            hint="start one with: gpuherd serve -c gpuherd.yaml",
-            code=Exit.NO_BROKER,
-        )
-    if response.status_code == 401:
-        fail("the broker refused the token (--token-file)", code=Exit.USAGE)
-    if response.status_code >= 400:
-        detail = response.json().get("detail")
-        message = detail
-        if isinstance(detail, list):
-            field = ".".join(str(x) for x in detail[0].get("loc", [])[1:])
-            message = f"{field}: {detail[0]['msg']}" if field else detail[0]["msg"]
-        fail(str(message), code=Exit.USAGE if response.status_code < 500 else Exit.FAILED)
-    return response
+        with Client(socket=socket or default_socket(), url=url, token=token) as client:
+            yield client
+    except BrokerUnreachable as exc:
+        fail(str(exc), hint="start one with: gpuherd serve -c gpuherd.yaml", code=Exit.NO_BROKER)
+    except BrokerRefused as exc:
+        fail(exc.message, code=Exit.USAGE if exc.status < 500 else Exit.FAILED)
 
 
 def parse_when(text: str, *, now: float | None = None) -> float:
@@ -282,6 +235,14 @@ def submit(
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow it (state, time, GPU memory); exit as it did.")
     ] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Idempotency key: submitting again with the same key returns the same job id "
+            "instead of queueing it twice (safe to retry after a timeout).",
+        ),
+    ] = None,
     socket: SocketOpt = None,
     url: UrlOpt = None,
     token_file: TokenOpt = None,
@@ -313,15 +274,20 @@ def submit(
         body = {"name": name, "adhoc": adhoc}
     if not_before is not None:
         body["not_before"] = parse_when(not_before)
-    job_id = _call(socket, url, token_file, "POST", "/v1/jobs", json=body).json()["id"]
-    print(job_id, flush=True)
-    if not wait:
-        return
+    with _client(socket, url, token_file) as client:
+        job_id = client.submit(body, key=key)
+        print(job_id, flush=True)
+        if wait:
+            _follow(client, job_id)
+
+
+def _follow(client: Client, job_id: str) -> None:
+    """The live state line of `submit --wait`; exits as the job did."""
     from gpuherd.units import format_bytes
 
     started = time.monotonic()
     while True:
-        job = _call(socket, url, token_file, "GET", f"/v1/jobs/{job_id}").json()
+        job = client.job(job_id)
         line = f"{job['state']:<10} {time.monotonic() - started:6.1f}s"
         if job.get("vram_used") is not None:
             line += f"  GPU memory {format_bytes(job['vram_used'])}"
@@ -346,7 +312,8 @@ def status(
     """GPUs, tenants (running/released/...) and jobs of the broker."""
     from gpuherd.units import format_bytes
 
-    data = _call(socket, url, token_file, "GET", "/v1/status").json()
+    with _client(socket, url, token_file) as client:
+        data = client.status()
     if as_json:
         write_out(json.dumps(data, indent=2))
         return
@@ -372,7 +339,8 @@ def jobs(
     token_file: TokenOpt = None,
 ) -> None:
     """List jobs (queued and running; --all for every job)."""
-    listed = _call(socket, url, token_file, "GET", "/v1/jobs", params={"all": all_jobs}).json()
+    with _client(socket, url, token_file) as client:
+        listed = client.jobs(include_ended=all_jobs)
     if as_json:
         write_out(json.dumps(listed, indent=2))
         return
@@ -390,7 +358,8 @@ def events(
     token_file: TokenOpt = None,
 ) -> None:
     """What the broker did, in order: submissions, releases, restores, outcomes."""
-    listed = _call(socket, url, token_file, "GET", "/v1/events", params={"since": since}).json()
+    with _client(socket, url, token_file) as client:
+        listed = client.events(since=since)
     if as_json:
         write_out(json.dumps(listed, indent=2))
         return
@@ -407,7 +376,8 @@ def cancel(
     token_file: TokenOpt = None,
 ) -> None:
     """Cancel a queued job, or stop a running one (its tenants are restored)."""
-    state = _call(socket, url, token_file, "POST", f"/v1/jobs/{job_id}/cancel").json()["state"]
+    with _client(socket, url, token_file) as client:
+        state = client.cancel(job_id)
     stdout.print(f"{job_id}: {state}", markup=False)
 
 
@@ -421,15 +391,20 @@ def logs(
     token_file: TokenOpt = None,
 ) -> None:
     """Print a job's output."""
+    with _client(socket, url, token_file) as client:
+        _print_logs(client, job_id, follow=follow)
+
+
+def _print_logs(client: Client, job_id: str, *, follow: bool) -> None:
     shown = 0
     while True:
-        text = _call(socket, url, token_file, "GET", f"/v1/jobs/{job_id}/logs").text
+        text = client.logs(job_id)
         sys.stdout.write(text[shown:])
         sys.stdout.flush()
         shown = len(text)
         if not follow:
             return
-        state = _call(socket, url, token_file, "GET", f"/v1/jobs/{job_id}").json()["state"]
+        state = client.job(job_id)["state"]
         if state in FINAL:
             return
         time.sleep(0.5)

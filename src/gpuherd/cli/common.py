@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -69,11 +70,12 @@ ConfigOpt = Annotated[
 ]
 
 
-def load_config_or_exit(path: Path) -> Config:
+def load_config_or_exit(path: Path, *, methods: Mapping[str, str] | None = None) -> Config:
+    """`methods`: preempt method kinds that cannot run here, and why (validate and serve)."""
     from gpuherd.spec import SpecError, load_config  # pydantic: only for commands that need it
 
     try:
-        return load_config(path)
+        return load_config(path, unavailable=methods)
     except SpecError as exc:
         for issue in exc.issues:
             stderr.print(str(issue), markup=False)

@@ -117,12 +117,12 @@ def gpus(
     from gpuherd.gpu.report import snapshot_dict
     from gpuherd.spec import Config
 
-    spec: Config | None = load_config_or_exit(config) if config is not None else None
+    declared: Config | None = load_config_or_exit(config) if config is not None else None
     source = open_backend_or_exit(backend, sim_dir)
-    tenants = spec.tenants if spec is not None else {}
+    tenants = declared.tenants if declared is not None else {}
     names = (
-        {g.index: g.name for g in (spec.gpus or []) if g.index is not None and g.node is None}
-        if spec is not None
+        {g.index: g.name for g in (declared.gpus or []) if g.index is not None and g.node is None}
+        if declared is not None
         else {}
     )
 

@@ -200,9 +200,9 @@ def plan(
         if start.weekday() != 0:
             fail(f"--week-start {week_start}: a week starts on a Monday")
     start_batch()
-    spec = _load(config, from_k8s or [])
-    result = make_plan(spec, week_start=start)
-    emitted = make_emissions(spec, result, wanted, sharing.value) if wanted else []
+    declared = _load(config, from_k8s or [])
+    result = make_plan(declared, week_start=start)
+    emitted = make_emissions(declared, result, wanted, sharing.value) if wanted else []
     if emitted:
         try:
             write(emitted, out)

@@ -19,15 +19,17 @@ def validate(
     ] = Path("gpuherd.yaml"),
 ) -> None:
     """Validate gpuherd.yaml; print a summary, or FILE:LINE:COL problems and exit 2."""
-    spec = load_config_or_exit(config)
-    stdout.print(f"[bold]{config}[/]: valid (version {spec.version})")
+    from gpuherd.actuators.factory import ALL_MODES, unavailable_kinds
+
+    declared = load_config_or_exit(config, methods=unavailable_kinds(modes=ALL_MODES))
+    stdout.print(f"[bold]{config}[/]: valid (version {declared.version})")
     gpus = Table(title="GPUs", title_justify="left", box=None, header_style="dim")
     for col in ("NAME", "WHERE", "MODEL", "MEMORY", "RESERVE", "SHARES"):
         gpus.add_column(col)
-    if spec.gpus is None:
+    if declared.gpus is None:
         stdout.print("GPUs: auto (every GPU the backend finds, named gpu0, gpu1, ...)")
     else:
-        for g in spec.gpus:
+        for g in declared.gpus:
             where = g.uuid or (f"index {g.index}" if g.index is not None else "-")
             if g.node:
                 where = f"{g.node}: {where}"
@@ -43,7 +45,7 @@ def validate(
     tenants = Table(title="Tenants", title_justify="left", box=None, header_style="dim")
     for col in ("NAME", "GPU", "VRAM TYPICAL/PEAK", "PRIORITY", "PREEMPT", "ACTIVE"):
         tenants.add_column(col)
-    for tname, t in spec.tenants.items():
+    for tname, t in declared.tenants.items():
         how = ", ".join(m.kind for m in t.preempt) if t.preemptible else "never"
         if t.preemptible and not t.preempt:
             how = "none declared"
@@ -64,7 +66,7 @@ def validate(
     jobs = Table(title="Jobs", title_justify="left", box=None, header_style="dim")
     for col in ("NAME", "GPU", "VRAM", "PRIORITY", "SCHEDULE", "TIMEOUT"):
         jobs.add_column(col)
-    for name, j in spec.jobs.items():
+    for name, j in declared.jobs.items():
         jobs.add_row(
             name,
             j.gpu or "(placed)",
@@ -74,9 +76,9 @@ def validate(
             format_duration(j.timeout),
         )
     stdout.print(jobs)
-    total = sum(g.memory or 0 for g in spec.gpus or [])
+    total = sum(g.memory or 0 for g in declared.gpus or [])
     if total:
         stdout.print(
-            f"[dim]{len(spec.gpus or [])} GPUs, {format_bytes(total)} declared; "
-            f"{len(spec.tenants)} tenants; {len(spec.jobs)} jobs[/]"
+            f"[dim]{len(declared.gpus or [])} GPUs, {format_bytes(total)} declared; "
+            f"{len(declared.tenants)} tenants; {len(declared.jobs)} jobs[/]"
         )

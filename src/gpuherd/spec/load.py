@@ -8,9 +8,10 @@ jobs, sizes that can never fit). Both report through `SpecIssue`, positioned by 
 from __future__ import annotations
 
 import difflib
+import itertools
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gpuherd.ids import GpuName
-from gpuherd.spec.model import Config, GpuSpec
+from gpuherd.spec.model import Config, GpuSpec, Tagged
 from gpuherd.units import format_bytes
 from gpuherd.yamlpos import Path, Pos, PositionedDoc, YamlError, load_document
 
@@ -54,18 +55,23 @@ def _dotted(path: Path) -> str:
     return text
 
 
-def load_config(path: str | FsPath) -> Config:
-    """Load and validate a gpuherd.yaml file; raise SpecError naming file, line and column."""
+def load_config(path: str | FsPath, *, unavailable: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a gpuherd.yaml file; raise SpecError naming file, line and column.
+
+    `unavailable` maps preempt method kinds that cannot run here to why: a config naming one
+    is refused (a broker must not find out at 4 AM that it cannot release a tenant)."""
     source = str(path)
     try:
         text = FsPath(path).read_bytes()
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise SpecError([SpecIssue(source, Pos(1, 1), (), f"cannot read file: {reason}")]) from None
-    return parse_config(text, source=source)
+    return parse_config(text, source=source, unavailable=unavailable)
 
 
-def parse_config(text: str | bytes, *, source: str) -> Config:
+def parse_config(
+    text: str | bytes, *, source: str, unavailable: Mapping[str, str] | None = None
+) -> Config:
     """Validate config text; `source` names it in messages."""
     try:
         doc = load_document(text, source=source)
@@ -86,7 +92,10 @@ def parse_config(text: str | bytes, *, source: str) -> Config:
     except ValidationError as exc:
         issues.extend(_from_pydantic(exc, doc))
         raise SpecError(issues) from None
-    issues.extend(SpecIssue(source, pos, path, msg) for path, pos, msg in _cross_check(config, doc))
+    checks = _cross_check(config, doc)
+    if unavailable:
+        checks = itertools.chain(checks, _check_methods(config, doc, unavailable))
+    issues.extend(SpecIssue(source, pos, path, msg) for path, pos, msg in checks)
     if issues:
         raise SpecError(issues)
     return config
@@ -149,6 +158,9 @@ def _fields_at(model: type[BaseModel], path: Path) -> list[str]:
 
 def _step_into(target: Any, step: str | int) -> Any:
     target = _unwrap(target)
+    members = _tagged_members(target)
+    if members:  # `preempt[0].ollama`: the tag names the member
+        return next((m for m in members if step == m.KIND), None)
     if isinstance(target, type) and issubclass(target, BaseModel):
         for name, info in target.model_fields.items():
             if step in (name, info.alias):
@@ -161,6 +173,13 @@ def _step_into(target: Any, step: str | int) -> Any:
     if origin is list and args:
         return args[0]
     return None
+
+
+def _tagged_members(target: Any) -> list[type[Tagged]]:
+    if typing.get_origin(target) not in (typing.Union, types.UnionType):
+        return []
+    members = [_unwrap(a) for a in typing.get_args(target)]
+    return [m for m in members if isinstance(m, type) and issubclass(m, Tagged)]
 
 
 def _unwrap(target: Any) -> Any:
@@ -185,6 +204,16 @@ def _cross_check(config: Config, doc: PositionedDoc) -> Iterator[tuple[Path, Pos
     yield from _check_gpus(config.gpus or [], doc)
     yield from _check_anti_affinity(config, doc)
     yield from _check_fits(config, doc)
+
+
+def _check_methods(
+    config: Config, doc: PositionedDoc, unavailable: Mapping[str, str]
+) -> Iterator[tuple[Path, Pos, str]]:
+    for name, tenant in config.tenants.items():
+        for i, method in enumerate(tenant.preempt):
+            if method.kind in unavailable:
+                path: Path = ("tenants", name, "preempt", i, method.kind)
+                yield path, doc.key_pos(path), unavailable[method.kind]
 
 
 def _check_gpus(gpus: list[GpuSpec], doc: PositionedDoc) -> Iterator[tuple[Path, Pos, str]]:

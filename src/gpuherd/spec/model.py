@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias, Union
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    model_serializer,
     model_validator,
 )
 
@@ -58,15 +62,6 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def exactly_one(model: BaseModel, what: str) -> None:
-    """For `- method: {...}` lists: a list item must name exactly one of its model's keys."""
-    chosen = [name for name in type(model).model_fields if getattr(model, name) is not None]
-    if len(chosen) != 1:
-        keys = ", ".join((info.alias or name) for name, info in type(model).model_fields.items())
-        found = f"found {len(chosen)}" if chosen else "found none"
-        raise ValueError(f"each {what} names exactly one of: {keys} ({found})")
-
-
 # --- VRAM amounts --------------------------------------------------------------------------
 
 
@@ -97,7 +92,9 @@ def _vram_amount(value: Any) -> VramAmount:
     if isinstance(value, VramAmount):
         return value
     if isinstance(value, dict) and "bytes" in value and set(value) <= {"bytes", "fraction"}:
-        return VramAmount(bytes=parse_bytes(value["bytes"]))  # read back from model_dump()
+        if value["bytes"] is None:  # read back from model_dump()
+            return VramAmount(fraction=parse_fraction(value["fraction"]))
+        return VramAmount(bytes=parse_bytes(value["bytes"]))
     if isinstance(value, dict):
         if set(value) != {"fraction"}:
             raise ValueError("expected a size such as 6GiB or {fraction: 0.7}")
@@ -223,15 +220,89 @@ class Match(SpecModel):
         return self
 
 
+# --- Tagged unions: `- kind: {settings}` list items ---------------------------------------------
+
+
+class Tagged(SpecModel):
+    """One member of a tagged union written in YAML as a one-key mapping, `- ollama: {url: ...}`.
+
+    The key is the member's `KIND`; a scalar value stands for its `SCALAR` field
+    (`- exists: out/` is `- exists: {path: out/}`). Consumers match on the type, never on a
+    chain of optional fields.
+    """
+
+    KIND: ClassVar[str]
+    SCALAR: ClassVar[str | None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {cls.KIND}:
+            value = value[cls.KIND]
+            if cls.SCALAR is not None and not isinstance(value, dict):
+                value = {cls.SCALAR: value}
+            elif value is None:
+                value = {}
+        return value
+
+    @model_serializer(mode="wrap")
+    def _wrap(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {self.KIND: handler(self)}  # dumped as written: `{kind: {fields}}`
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+    def settings(self) -> dict[str, Any]:
+        """The YAML form, `{kind: {fields}}`, JSON-ready: journaled so a restore never depends
+        on the config of the day."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _tag(value: Any) -> str | None:
+    if isinstance(value, Tagged):
+        return value.KIND
+    if isinstance(value, dict) and len(value) == 1:
+        return str(next(iter(value)))
+    return None
+
+
+def tagged_union(what: str, *members: type[Tagged]) -> Any:
+    """`Annotated[A | B | ..., ...]` reading `- kind: {...}` items: exactly one key, a known
+    kind (with a "did you mean"), then that member's own validation at `...[i].kind.field`."""
+    kinds = [m.KIND for m in members]
+
+    def one_kind(value: Any) -> Any:
+        if isinstance(value, Tagged):
+            return value
+        if not isinstance(value, dict) or len(value) != 1:
+            found = len(value) if isinstance(value, dict) else 0
+            count = f"found {found}" if found else "found none"
+            raise ValueError(f"each {what} names exactly one of: {', '.join(kinds)} ({count})")
+        key = str(next(iter(value)))
+        if key not in kinds:
+            import difflib
+
+            close = difflib.get_close_matches(key, kinds, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(kinds)})"
+            raise ValueError(f"unknown {what} '{key}'{hint}")
+        return value
+
+    union: Any = Union[tuple(Annotated[m, Tag(m.KIND)] for m in members)]  # noqa: UP007
+    return Annotated[union, Discriminator(_tag), BeforeValidator(one_kind)]
+
+
 # --- Release and restore methods -------------------------------------------------------------
 
 
-class OllamaMethod(SpecModel):
+class OllamaMethod(Tagged):
+    KIND = "ollama"
     url: str = "http://127.0.0.1:11434"
     reload: bool = True
 
 
-class VllmSleepMethod(SpecModel):
+class VllmSleepMethod(Tagged):
+    KIND = "vllm-sleep"
     url: str = "http://127.0.0.1:8000"
     level: Literal[1, 2] = 1
 
@@ -242,7 +313,8 @@ class HttpCall(SpecModel):
     json_body: Any = Field(default=None, alias="json")
 
 
-class HttpMethod(SpecModel):
+class HttpMethod(Tagged):
+    KIND = "http"
     preset: Literal["comfyui", "a1111", "llamacpp"] | None = None
     url: str | None = None
     model: str | None = None
@@ -260,12 +332,14 @@ class HttpMethod(SpecModel):
         return self
 
 
-class CommandMethod(SpecModel):
+class CommandMethod(Tagged):
+    KIND = "command"
     release: Argv
     restore: Argv
 
 
-class SignalMethod(SpecModel):
+class SignalMethod(Tagged):
+    KIND = "signal"
     signal: str = "TERM"
     grace: Duration = 10.0
     start: Argv | None = None
@@ -280,48 +354,68 @@ class SignalMethod(SpecModel):
         return self
 
 
-class CheckpointMethod(SpecModel):
+class CheckpointMethod(Tagged):
+    KIND = "checkpoint"
     lock_timeout: Duration = 10.0
 
 
-class KubernetesMethod(SpecModel):
-    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+class KubernetesMethod(Tagged):
+    KIND = "kubernetes"
+    kind_: Literal["Deployment", "StatefulSet"] = Field("Deployment", alias="kind")
     namespace: str = "default"
     name: str
 
 
-class PreemptMethod(SpecModel):
-    """One release/restore pair; a tenant's list of them is tried in order."""
+_METHODS = (
+    OllamaMethod,
+    VllmSleepMethod,
+    HttpMethod,
+    CommandMethod,
+    SignalMethod,
+    CheckpointMethod,
+    KubernetesMethod,
+)
+METHOD_KINDS = tuple(m.KIND for m in _METHODS)
 
-    ollama: OllamaMethod | None = None
-    vllm_sleep: VllmSleepMethod | None = Field(default=None, alias="vllm-sleep")
-    http: HttpMethod | None = None
-    command: CommandMethod | None = None
-    signal: SignalMethod | None = None
-    checkpoint: CheckpointMethod | None = None
-    kubernetes: KubernetesMethod | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> PreemptMethod:
-        exactly_one(self, "preempt method")
-        return self
-
-    @property
-    def kind(self) -> str:
-        for name, info in type(self).model_fields.items():
-            if getattr(self, name) is not None:
-                return info.alias or name
-        raise AssertionError("validated to have one method")  # pragma: no cover
+# One release/restore pair; a tenant's list of them is tried in order.
+if TYPE_CHECKING:
+    PreemptMethod: TypeAlias = (
+        OllamaMethod
+        | VllmSleepMethod
+        | HttpMethod
+        | CommandMethod
+        | SignalMethod
+        | CheckpointMethod
+        | KubernetesMethod
+    )
+else:
+    PreemptMethod = tagged_union("preempt method", *_METHODS)
 
 
-class Health(SpecModel):
-    url: str | None = None
-    command: Argv | None = None
+def method_from_settings(settings: dict[str, Any]) -> PreemptMethod:
+    """A method back from its journaled `settings()`."""
+    from pydantic import TypeAdapter
 
-    @model_validator(mode="after")
-    def _one(self) -> Health:
-        exactly_one(self, "health check")
-        return self
+    adapter: TypeAdapter[PreemptMethod] = TypeAdapter(PreemptMethod)
+    return adapter.validate_python(settings)
+
+
+class UrlHealth(Tagged):
+    KIND = "url"
+    SCALAR = "url"
+    url: str
+
+
+class CommandHealth(Tagged):
+    KIND = "command"
+    SCALAR = "argv"
+    argv: Argv
+
+
+if TYPE_CHECKING:
+    Health: TypeAlias = UrlHealth | CommandHealth
+else:
+    Health = tagged_union("health check", UrlHealth, CommandHealth)
 
 
 App = Literal[
@@ -366,71 +460,78 @@ class TenantSpec(SpecModel):
 # --- Job checks ----------------------------------------------------------------------------
 
 
-def _scalar_to(field: str) -> Any:
-    """Let `- check: value` stand for `- check: {field: value}`."""
-
-    def convert(value: Any) -> Any:
-        return value if isinstance(value, dict) else {field: value}
-
-    return BeforeValidator(convert)
-
-
-class DiskCheck(SpecModel):
+class DiskCheck(Tagged):
+    KIND = "min_free_disk"
     path: str = "."
     size: ByteSize
 
 
-class CountCheck(SpecModel):
+class ExistsCheck(Tagged):
+    KIND = "exists"
+    SCALAR = "path"
+    path: str
+
+
+class CommandCheck(Tagged):
+    KIND = "command"
+    SCALAR = "name"
+    name: str
+
+
+class CountCheck(Tagged):
+    KIND = "count"
     glob: str
     min: Annotated[int, Field(ge=1)] = 1
 
 
-class SizeCheck(SpecModel):
+class SizeCheck(Tagged):
+    KIND = "min_size"
     path: str
     size: ByteSize
 
 
-class PreflightCheck(SpecModel):
-    """Checked before anything is preempted: never free VRAM for a job that cannot start."""
-
-    exists: str | None = None
-    min_free_disk: DiskCheck | None = None
-    command: str | None = None
-    count: CountCheck | None = None
-    min_size: SizeCheck | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> PreflightCheck:
-        exactly_one(self, "preflight check")
-        return self
+# Checked before anything is preempted: never free VRAM for a job that cannot start.
+if TYPE_CHECKING:
+    PreflightCheck: TypeAlias = ExistsCheck | DiskCheck | CommandCheck | CountCheck | SizeCheck
+else:
+    PreflightCheck = tagged_union(
+        "preflight check", ExistsCheck, DiskCheck, CommandCheck, CountCheck, SizeCheck
+    )
 
 
-class GlobCheck(SpecModel):
+class ExitCodeCheck(Tagged):
+    KIND = "exit_code"
+    SCALAR = "code"
+    code: int
+
+
+class GlobCheck(Tagged):
+    KIND = "glob"
+    SCALAR = "pattern"
     pattern: str
     min_count: Annotated[int, Field(ge=1)] = 1
 
 
-class DoneFileCheck(SpecModel):
+class DoneFileCheck(Tagged):
+    KIND = "done_file"
+    SCALAR = "path"
     path: str
     timeout: Duration = 300.0
 
 
-class NotOnCpuCheck(SpecModel):
+class NotOnCpuCheck(Tagged):
+    KIND = "not_on_cpu"
+    SCALAR = "within"
     within: Duration = 60.0
 
 
-class SuccessCheck(SpecModel):
-    """Checked after the job exits; all must pass for the run to count as a success."""
-
-    exit_code: int | None = None
-    glob: Annotated[GlobCheck | None, _scalar_to("pattern")] = None
-    done_file: Annotated[DoneFileCheck | None, _scalar_to("path")] = None
-    not_on_cpu: Annotated[NotOnCpuCheck | None, _scalar_to("within")] = None
-
-    @model_validator(mode="after")
-    def _one(self) -> SuccessCheck:
-        exactly_one(self, "success check")
-        return self
+# Checked after the job exits; all must pass for the run to count as a success.
+if TYPE_CHECKING:
+    SuccessCheck: TypeAlias = ExitCodeCheck | GlobCheck | DoneFileCheck | NotOnCpuCheck
+else:
+    SuccessCheck = tagged_union(
+        "success check", ExitCodeCheck, GlobCheck, DoneFileCheck, NotOnCpuCheck
+    )
 
 
 class JobSpec(SpecModel):

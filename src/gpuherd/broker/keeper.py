@@ -1,0 +1,214 @@
+"""The tenant keeper: release a tenant and verify it on the GPU, restore it and verify that,
+retry a failed restore with backoff. Every step under a journal row first.
+
+A restore is driven by the plan journaled with the release (the method's settings, the
+tenant's GPU, restore timeout and health), never by the config of the day: a tenant removed
+from the config while it was down still comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpuherd.actuators.base import ActContext, ActuatorError
+from gpuherd.actuators.factory import UnsupportedMethod, actuator_for
+from gpuherd.actuators.health import probe, wait_healthy
+from gpuherd.broker.accounting import NOTHING, Held, device_for, held_by_tenant
+from gpuherd.broker.clock import Clock, wait_until
+from gpuherd.broker.faults import crash_point
+from gpuherd.broker.journal import Journal
+from gpuherd.broker.records import ReleaseRow, RestorePlan
+from gpuherd.broker.states import ReleaseState
+from gpuherd.gpu.base import GpuBackend
+from gpuherd.ids import JobId, TenantName
+from gpuherd.spec.model import Config, Health, TenantSpec, method_from_settings
+from gpuherd.units import format_bytes
+
+_NO_HEALTH_ROOM = 10.0  # at most this long waiting for room before a restore counts as failed
+
+
+def _health(plan: RestorePlan) -> Health | None:
+    if plan.health is None:
+        return None
+    from pydantic import TypeAdapter
+
+    adapter: TypeAdapter[Health] = TypeAdapter(Health)
+    return adapter.validate_python(plan.health)
+
+
+@dataclass
+class Keeper:
+    config: Config
+    backend: GpuBackend
+    journal: Journal
+    log_dir: Path
+    clock: Clock
+    poll: float
+    promised: Callable[[str], int]  # bytes promised to started jobs on a GPU (by name)
+
+    def held(self, tenant: str) -> int:
+        return (
+            held_by_tenant(self.backend.snapshot(), self.config)
+            .get(TenantName(tenant), NOTHING)
+            .bytes
+        )
+
+    def _wait_held(self, tenant: str, ok: Callable[[int], bool], timeout: float) -> bool:
+        return wait_until(
+            lambda: ok(self.held(tenant)), timeout=timeout, poll=self.poll, clock=self.clock
+        )
+
+    # --- release ------------------------------------------------------------------------------
+
+    def plan_for(self, spec: TenantSpec, index: int) -> RestorePlan:
+        return RestorePlan(
+            method=spec.preempt[index].settings(),
+            index=index,
+            gpu=spec.gpu,
+            restore_timeout=spec.restore_timeout,
+            health=None if spec.health is None else spec.health.settings(),
+        )
+
+    def release(self, job_id: JobId, tenant: TenantName, held: Held) -> bool:
+        """Try the tenant's methods in order until the backend shows its memory gone."""
+        spec = self.config.tenants[tenant]
+        for index, method in enumerate(spec.preempt):
+            try:
+                actuator = actuator_for(method)
+            except UnsupportedMethod as exc:
+                self.journal.record("release_skipped", str(exc), job_id=job_id, tenant=tenant)
+                continue
+            plan = self.plan_for(spec, index)
+            release_id = self.journal.release_intent(job_id, tenant, plan)
+            crash_point("after_intent")
+            ctx = ActContext(
+                tenant=tenant, pids=held.pids, log_dir=self.log_dir, timeout=spec.release_timeout
+            )
+            try:
+                detail: dict[str, Any] | None = actuator.release(ctx)
+            except ActuatorError as exc:
+                self.journal.record("release_failed", str(exc), job_id=job_id, tenant=tenant)
+                detail = None
+            if detail is not None and self._wait_held(
+                tenant, lambda b: b == 0, spec.release_timeout
+            ):
+                self.journal.mark_released(release_id, detail={**detail, "held": held.bytes})
+                crash_point("after_release")
+                return True
+            # Not freed: restore what this attempt may have half done, then try the next method.
+            self.journal.restore_intent(release_id)
+            row = next(r for r in self.journal.releases(job_id=job_id) if r.id == release_id)
+            self._restore_one(row)
+        return False
+
+    # --- restore ------------------------------------------------------------------------------
+
+    def restore_job(self, job_id: JobId) -> None:
+        """A job's tenants, in reverse release order (pending_restores is newest first)."""
+        done = 0
+        for release in self.journal.pending_restores():
+            if release.job_id != job_id:
+                continue
+            if done:
+                crash_point("mid_restore")
+            self.restore(release)
+            done += 1
+
+    def restore(self, release: ReleaseRow) -> bool:
+        self.journal.restore_intent(release.id)
+        return self._restore_one(release)
+
+    def retry_failed(self, *, skip: set[JobId]) -> int:
+        """Failed restores of jobs no longer running, retried with capped exponential backoff
+        (never dropped: a tenant left down is the 4 AM failure this tool exists to prevent)."""
+        broker, now, tried = self.config.broker, self.clock.now(), 0
+        for release in self.journal.pending_restores():
+            if release.state is not ReleaseState.RESTORE_FAILED or release.job_id in skip:
+                continue
+            wait = min(broker.restore_retry_max, broker.restore_retry * 2 ** (release.attempts - 1))
+            if now < (release.failed_at or 0) + wait:
+                continue
+            self.restore(release)
+            tried += 1
+        return tried
+
+    def _plan(self, release: ReleaseRow) -> RestorePlan | None:
+        if release.plan is not None:
+            return release.plan
+        # Journaled before plans existed: the config's method of that kind, if still there.
+        spec = self.config.tenants.get(release.tenant)
+        if spec is None:
+            return None
+        index = next((i for i, m in enumerate(spec.preempt) if m.kind == release.method), None)
+        return None if index is None else self.plan_for(spec, index)
+
+    def _restore_one(self, release: ReleaseRow) -> bool:
+        plan = self._plan(release)
+        if plan is None:
+            why: str | None = f"no {release.method} method to restore it with"
+        else:
+            why = self._try_restore(release, plan)
+        if why is not None:
+            self.journal.mark_restore_failed(release.id, why)
+            return False
+        gone = release.tenant not in self.config.tenants
+        self.journal.mark_restored(
+            release.id, note="no longer in the config; restored from the journal" if gone else None
+        )
+        return True
+
+    def _try_restore(self, release: ReleaseRow, plan: RestorePlan) -> str | None:
+        """Restore with the method that released it and verify; None on success, else why."""
+        health = _health(plan)
+        tenant = release.tenant
+        if self.held(tenant) > 0:
+            # Trust the hardware: it holds memory, so it runs (a crash hit between the intent
+            # and the release, or it came back by itself). Restoring would start it twice;
+            # only its health check, if it has one, may still say no.
+            why = None if health is None else probe(health, timeout=10.0)
+            return None if why is None else f"health check: {why}"
+        expected = int(release.detail.get("held", 1) or 0)
+        short = self._room_short(
+            plan.gpu, expected, timeout=min(plan.restore_timeout, _NO_HEALTH_ROOM)
+        )
+        if short is not None:
+            # Do not even try: a model load would OOM and a cuda-checkpoint restore without
+            # room fails for good. Retried with backoff once the memory is back.
+            return short
+        ctx = ActContext(tenant=tenant, pids=(), log_dir=self.log_dir, timeout=plan.restore_timeout)
+        deadline = self.clock.monotonic() + plan.restore_timeout
+        try:
+            actuator_for(method_from_settings(plan.method)).restore(ctx, release.detail)
+        except (ActuatorError, UnsupportedMethod) as exc:
+            return str(exc)
+        if expected and not self._wait_held(tenant, lambda b: b > 0, plan.restore_timeout):
+            return "its memory did not come back in time"
+        if health is not None:  # memory alone does not prove it serves
+            left = max(deadline - self.clock.monotonic(), 1.0)
+            why = wait_healthy(health, left, poll=min(self.poll * 5, 0.5))
+            if why is not None:
+                return f"health check: {why}"
+        return None
+
+    def _room_short(self, gpu_name: str | None, need: int, *, timeout: float) -> str | None:
+        """None once `need` bytes are free on the GPU beyond what started jobs were promised
+        (a job admitted but not yet allocated must not lose its room to a restore), else why."""
+        gpu = self.config.gpu(gpu_name or "")
+        seen: list[int] = []
+
+        def room() -> bool:
+            dev = device_for(gpu, self.backend.snapshot())
+            if dev is None:
+                return True
+            free = dev.memory_free - self.promised(gpu_name or "")
+            seen.append(free)
+            return free >= need
+
+        if wait_until(room, timeout=timeout, poll=self.poll, clock=self.clock):
+            return None
+        return (
+            f"needs {format_bytes(need)} free on {gpu_name}, {format_bytes(max(seen[-1], 0))} free"
+        )

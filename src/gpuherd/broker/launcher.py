@@ -1,0 +1,65 @@
+"""The seam between the engine and what runs a job: local processes today, Kubernetes Jobs next.
+
+A launcher starts a job, says whether it ended (and how), stops it, finds it again after a
+broker restart from the handle the journal kept, and tells which GPU processes are the job's.
+The engine knows nothing else about how a job runs. A new launcher is one module implementing
+`Launcher` plus a line in `LAUNCHERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from gpuherd.broker.records import Handle
+from gpuherd.ids import JobId
+from gpuherd.spec.model import GpuSpec, JobSpec
+
+
+class LaunchError(Exception):
+    """The job could not be started (missing binary, bad workdir, invalid argv)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    code: int | None  # None: ended, but nobody could read its exit status
+
+
+class Launcher(Protocol):
+    name: str
+
+    def launch(
+        self, job_id: JobId, job: JobSpec, *, gpu: GpuSpec, workdir: Path, log_dir: Path
+    ) -> Handle:
+        """Start it; raises LaunchError."""
+        ...
+
+    def poll(self, handle: Handle) -> Exited | None:
+        """None while it runs."""
+        ...
+
+    def stop(self, handle: Handle, *, grace: float) -> Exited:
+        """TERM, then KILL after `grace`; returns once it is gone."""
+        ...
+
+    def adopt(self, handle: Handle) -> bool:
+        """After a restart: whether the job behind `handle` still runs (it is followed again)."""
+        ...
+
+    def owns(self, handle: Handle, pid: int) -> bool:
+        """Whether GPU process `pid` belongs to the job (its memory counts as the job's)."""
+        ...
+
+
+LauncherFactory = Callable[[Callable[[], None] | None], Launcher]
+
+
+def local_launcher(on_exit: Callable[[], None] | None) -> Launcher:
+    from gpuherd.broker.local import LocalLauncher
+
+    return LocalLauncher(on_exit=on_exit)
+
+
+LAUNCHERS: dict[str, LauncherFactory] = {"local": local_launcher}

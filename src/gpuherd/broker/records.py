@@ -1,0 +1,114 @@
+"""The journal's records, as frozen values: what the rest of the broker reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from gpuherd.broker.states import JobState, ReleaseState
+from gpuherd.broker.submission import Submission
+from gpuherd.ids import JobId, TenantName
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """How a launcher finds a job it started again, after a restart: for local processes the
+    group leader's pid and start time, for a Kubernetes Job its namespace and name."""
+
+    launcher: str
+    ident: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def of(cls, launcher: str, **ident: Any) -> Handle:
+        return cls(launcher, tuple(sorted(ident.items())))
+
+    def get(self, key: str) -> Any:
+        return dict(self.ident).get(key)
+
+    def to_json(self) -> str:
+        return json.dumps({"launcher": self.launcher, **dict(self.ident)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Handle:
+        data = dict(json.loads(text))
+        return cls.of(str(data.pop("launcher")), **data)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: JobId
+    name: str
+    submission: Submission
+    state: JobState
+    submitted_at: float
+    started_at: float | None
+    ended_at: float | None
+    handle: Handle | None
+    exit_code: int | None
+    reason: str | None
+    result: dict[str, Any] | None = None  # the result record, once the job ended
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePlan:
+    """Everything a restore needs, journaled with the release: the method's settings, its
+    place in the tenant's list, and the tenant's GPU, restore timeout and health check. A
+    tenant removed from the config since is still restored from this."""
+
+    method: dict[str, Any]
+    index: int
+    gpu: str | None
+    restore_timeout: float
+    health: dict[str, Any] | None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "method": self.method,
+                "index": self.index,
+                "gpu": self.gpu,
+                "restore_timeout": self.restore_timeout,
+                "health": self.health,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RestorePlan | None:
+        if not text:
+            return None
+        data = json.loads(text)
+        return cls(
+            method=data["method"],
+            index=int(data["index"]),
+            gpu=data.get("gpu"),
+            restore_timeout=float(data["restore_timeout"]),
+            health=data.get("health"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRow:
+    id: int
+    job_id: JobId
+    tenant: TenantName
+    method: str | None
+    state: ReleaseState
+    detail: dict[str, Any]
+    created_at: float
+    released_at: float | None
+    restored_at: float | None
+    attempts: int
+    failed_at: float | None = None  # the last failed restore: retries back off from here
+    plan: RestorePlan | None = None  # None only for releases journaled before plans existed
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    at: float
+    kind: str
+    job_id: JobId | None
+    tenant: str | None
+    message: str
