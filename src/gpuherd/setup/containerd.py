@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import tomlkit
+import tomlkit.exceptions
 from tomlkit.items import Table
 from tomlkit.toml_document import TOMLDocument
 
 from gpuherd.runtimecfg.base import Root
 from gpuherd.setup import tomledit
 from gpuherd.setup.model import Change, Plan, Refusal, SetupInputError
+from gpuherd.setup.tomledit import TableLike
 
 CONFIG = "/etc/containerd/config.toml"
 DROP_IN_NAME = "99-gpuherd-nvidia.toml"
@@ -125,8 +127,8 @@ def wire(
 
 
 def _new_runtime(
-    runtimes: Table, path: str, binary: str, ref_name: str, ref_options: dict[str, Any]
-) -> Table:
+    runtimes: TableLike, path: str, binary: str, ref_name: str, ref_options: dict[str, Any]
+) -> TableLike:
     sibling = tomledit.get_table(runtimes, ref_name, path)
     ref_type = tomledit.plain(sibling.get("runtime_type")) if sibling is not None else None
     table = tomlkit.table()
@@ -141,24 +143,26 @@ def _new_runtime(
     table["options"] = options
     trailing = tomledit.detach_trailing_comments(runtimes)
     runtimes["nvidia"] = table
-    placed = tomledit.get_table(runtimes, "nvidia", path)
-    assert placed is not None
+    found = tomledit.get_table(runtimes, "nvidia", path)
+    assert found is not None
+    placed = tomledit.concrete(found)
     tomledit.style_like(placed, _style_model(runtimes, sibling), tomledit.header_indent(runtimes))
     tomledit.append_items(placed, trailing)
     return placed
 
 
-def _style_model(runtimes: Table, sibling: Table | None) -> Table | None:
+def _style_model(runtimes: TableLike, sibling: TableLike | None) -> Table | None:
     """A runtime table written with an options sub-table shows how this file indents one."""
-    candidates = [sibling] + [v for _k, v in runtimes.items() if isinstance(v, Table)]
+    first = None if sibling is None else tomledit.concrete(sibling)
+    candidates = [first] + [v for _k, v in runtimes.items() if isinstance(v, Table)]
     for table in candidates:
         if table is not None and any(isinstance(v, Table) for _k, v in table.items()):
             return table
-    return sibling
+    return first
 
 
 def _fix_runtime(
-    nvidia: Table,
+    nvidia: TableLike,
     *,
     path: str,
     root: Root,
@@ -273,19 +277,25 @@ def plan_containerd(
         )
     else:
         path, before, target_doc = config, raw, doc
-    wiring = wire(
-        target_doc,
-        path=path,
-        version=version,
-        root=root,
-        binary=binary,
-        reference=reference,
-        set_default=set_default,
-        cdi=cdi,
-    )
+    try:
+        wiring = wire(
+            target_doc,
+            path=path,
+            version=version,
+            root=root,
+            binary=binary,
+            reference=reference,
+            set_default=set_default,
+            cdi=cdi,
+        )
+        after = tomledit.dumps(target_doc) if wiring.reasons else b""
+    except (tomlkit.exceptions.TOMLKitError, IndexError, KeyError) as exc:
+        # The editor's limit, not the user's mistake: say so and leave the file to a person.
+        raise SetupInputError(
+            path, f"gpuherd cannot edit this layout safely ({exc!r}); add the runtime by hand"
+        ) from None
     plan.evidence += wiring.evidence
     if wiring.reasons:
-        after = tomledit.dumps(target_doc)
         _check_result(path, after, version)
         plan.changes.append(Change(path, before, after, "; ".join(wiring.reasons)))
         plan.commands.append(restart or ["systemctl", "restart", "containerd"])
@@ -308,7 +318,10 @@ def _drop_in(main: TOMLDocument, version: int, config: str) -> TOMLDocument:
     cri = tomledit.get_table(plugins, CRI_PLUGIN[version], config) if plugins is not None else None
     if cri is not None:
         holder = tomlkit.table(is_super_table=True)
-        holder[CRI_PLUGIN[version]] = copy.deepcopy(cri)
+        # A table spread over the file (a proxy) cannot be deep-copied: rebuild it from values.
+        holder[CRI_PLUGIN[version]] = (
+            copy.deepcopy(cri) if isinstance(cri, Table) else tomlkit.item(cri.unwrap())
+        )
         doc["plugins"] = holder
         placed = tomledit.get_table(
             tomledit.get_table(doc, "plugins", config) or doc, CRI_PLUGIN[version], config

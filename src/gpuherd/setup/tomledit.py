@@ -9,13 +9,21 @@ from typing import Any
 
 import tomlkit
 import tomlkit.exceptions
-from tomlkit.container import Container
+from tomlkit.container import Container, OutOfOrderTableProxy
 from tomlkit.items import AoT, Comment, InlineTable, Item, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
 from gpuherd.setup.model import SetupInputError
 
-Node = TOMLDocument | Table | Container
+# A table whose parts are spread over the file (another table's header sits between them, as
+# after `nvidia-ctk` appended its runtime at the end) comes back from tomlkit as a proxy.
+TableLike = Table | OutOfOrderTableProxy
+Node = TOMLDocument | Table | Container | OutOfOrderTableProxy
+
+
+def concrete(table: TableLike) -> Table:
+    """The part of a table that new keys and sub-tables join (the proxy's first part)."""
+    return table if isinstance(table, Table) else table._tables[0]
 
 
 def parse(path: str, raw: bytes) -> TOMLDocument:
@@ -45,17 +53,19 @@ def dumps(doc: TOMLDocument) -> bytes:
     return tomlkit.dumps(doc).encode()
 
 
-def get_table(node: Node, key: str, path: str) -> Table | None:
+def get_table(node: Node, key: str, path: str) -> TableLike | None:
     """A sub-table, None when absent; anything else under that key is an input error."""
     item = node.get(key)
     if item is None:
         return None
+    if isinstance(item, OutOfOrderTableProxy):
+        return item
     if isinstance(item, InlineTable | AoT) or not isinstance(item, Table):
         raise SetupInputError(path, f"`{key}` is not a table; gpuherd edits only tables")
     return item
 
 
-def ensure_table(node: Node, key: str, path: str, *, super_table: bool = False) -> Table:
+def ensure_table(node: Node, key: str, path: str, *, super_table: bool = False) -> TableLike:
     found = get_table(node, key, path)
     if found is not None:
         return found
@@ -106,8 +116,8 @@ def _restyle(table: Table, header: int, item_step: int, sub_step: int) -> None:
             value.trivia.indent = " " * (header + item_step)
 
 
-def header_indent(table: Table) -> int:
-    return len(table.trivia.indent)
+def header_indent(table: TableLike) -> int:
+    return len(concrete(table).trivia.indent)
 
 
 def _last_leaf(table: Table) -> Table:
@@ -118,10 +128,12 @@ def _last_leaf(table: Table) -> Table:
         table = keyed[-1]
 
 
-def detach_trailing_comments(parent: Table) -> list[Item]:
+def detach_trailing_comments(parent: TableLike) -> list[Item]:
     """Comments at the end of `parent`'s last table belong to the table that follows it in the
     file (tomlkit files them under the one before). Take them out, so that a table appended to
     `parent` goes above them and they stay with the table they describe."""
+    if not isinstance(parent, Table):
+        return []
     leaf = _last_leaf(parent)
     body = leaf.value.body
     start = len(body)
@@ -146,7 +158,7 @@ def blank_line() -> Whitespace:
     return Whitespace("\n")
 
 
-def set_key(table: Table | TOMLDocument, key: str, value: Any) -> None:
+def set_key(table: TableLike | TOMLDocument, key: str, value: Any) -> None:
     """Set `key`; a new key is indented like the table's other keys (tomlkit guesses wrong)."""
     new = key not in table
     table[key] = value
@@ -162,7 +174,8 @@ def set_key(table: Table | TOMLDocument, key: str, value: Any) -> None:
         item.trivia.indent = indents[-1]
 
 
-def reindent_from_zero(table: Table) -> None:
+def reindent_from_zero(table: TableLike) -> None:
     """Move a copied table to the left margin, keeping its own steps."""
+    table = concrete(table)
     _header, item_step, sub_step = _indent_of(table)
     _restyle(table, 0, item_step, sub_step)
