@@ -31,7 +31,12 @@ def test_rke2_paths_and_service(tmp_path: Path) -> None:
         "/etc/rancher/rke2/config.yaml.d/90-gpuherd-nvidia.yaml"
     ]
     assert plan.commands == [["systemctl", "restart", "rke2-agent"]]
-    assert plan.effective_config == ["crictl", "info"]
+    assert plan.effective_config == [
+        "/var/lib/rancher/rke2/bin/crictl",
+        "--config",
+        "/var/lib/rancher/rke2/agent/etc/crictl.yaml",
+        "info",
+    ]
     apply_changes(Root(root), plan.changes)
     again = [p for p in make_plans(Options(root=root, set_default=True)) if p.target == "rke2"]
     assert again[0].evidence[-1] == (
@@ -153,3 +158,34 @@ def test_install_runs_only_from_a_configured_source(tmp_path: Path) -> None:
         "-y",
         "nvidia-container-toolkit",
     ]
+
+
+def test_containerd_config_version_1_uses_the_cri_plugin(tree: Callable[[str], Path]) -> None:
+    import tomllib
+
+    root = tree("containerd-1.7-v2")
+    (root / "etc/containerd/config.toml").write_text(
+        '[plugins.cri.containerd]\n  snapshotter = "overlayfs"\n'
+        '  [plugins.cri.containerd.runtimes.runc]\n    runtime_type = "io.containerd.runc.v2"\n'
+        "    [plugins.cri.containerd.runtimes.runc.options]\n      SystemdCgroup = true\n"
+    )
+    (plan,) = [p for p in make_plans(Options(root=root, cdi=True)) if p.target == "containerd"]
+    (change,) = plan.changes
+    data = tomllib.loads((change.after or b"").decode())
+    assert data["plugins"]["cri"]["containerd"]["runtimes"]["nvidia"] == {
+        "runtime_type": "io.containerd.runc.v2",
+        "options": {"SystemdCgroup": True, "BinaryName": "/usr/bin/nvidia-container-runtime"},
+    }
+    assert "enable_cdi" not in data["plugins"]["cri"]  # version 1 has no CDI switch
+
+
+def test_docker_cdi_keeps_other_features(tree: Callable[[str], Path]) -> None:
+    root = tree("docker-rich")
+    (plan,) = [p for p in make_plans(Options(root=root, cdi=True)) if p.target == "docker"]
+    (change,) = plan.changes
+    assert json.loads(change.after or b"")["features"] == {
+        "buildkit": True,
+        "containerd-snapshotter": True,
+        "cdi": True,
+    }
+    assert "features.cdi = true" in change.why

@@ -79,8 +79,17 @@ def configured_default(root: Root, distro: Distro) -> tuple[Any, str | None]:
 def plan_k3s(root: Root, distro: Distro, binary: str, *, set_default: bool) -> Plan:
     where = paths(distro)
     service = _service(root, distro)
-    ctl = "k3s crictl" if distro == "k3s" else "crictl"
-    plan = Plan(distro, effective_config=[*ctl.split(), "info"])
+    # RKE2 ships crictl beside its own config rather than as a k3s-style subcommand.
+    ctl = (
+        ["k3s", "crictl"]
+        if distro == "k3s"
+        else [
+            "/var/lib/rancher/rke2/bin/crictl",
+            "--config",
+            "/var/lib/rancher/rke2/agent/etc/crictl.yaml",
+        ]
+    )
+    plan = Plan(distro, effective_config=[*ctl, "info"])
     restart = ["systemctl", "restart", service]
     raw = (root / where["rendered"]).read_bytes() if (root / where["rendered"]).exists() else None
     runtimes: dict[str, Any] = {}
