@@ -180,3 +180,33 @@ def test_a_crashing_service_restarts_with_backoff(kube: Kube) -> None:
     assert pod.status.phase == "Running"
     last = pod.status.container_statuses[0].last_state.terminated
     assert last.exit_code == 1
+
+
+def test_a_pods_child_processes_are_attributed_to_it(kube: Kube, sim_dir: Path) -> None:
+    spawn = (
+        "import subprocess, sys; subprocess.run([sys.executable, '-m', 'gpuherd', 'sim', "
+        "'hold', '--gpu', '0', '--vram', '1GiB', '--name', 'worker'])"
+    )
+    kube.core.create_namespaced_pod(
+        "default",
+        bare_pod(
+            "parent",
+            [sys.executable, "-c", spawn],
+            nodeName="k3s-cp-01",
+            container={"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}},
+        ),
+    )
+    pod = phase_of(kube, "parent", "Running")
+    assert pod.status.qos_class == "Guaranteed"
+
+    def holder() -> int | None:
+        with SimHost(sim_dir) as host:
+            return next((p.pid for p in host.snapshot().processes if p.name == "worker"), None)
+
+    pid = wait_for(holder, what="the child holding VRAM")
+    origin = wait_for(
+        lambda: [o for o in [read_origin(pid, kube.cluster.directory)] if o.pod_uid],
+        what="the child's cgroup file",
+    )[0]
+    assert origin.pod_uid == pod.metadata.uid
+    assert origin.qos == "Guaranteed"

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from gpuherd.simcluster.probes import ReadinessProbe
 from gpuherd.simcluster.store import now_iso
 
@@ -80,7 +78,8 @@ class Container:
         self.last_terminated: Obj | None = None
         self.restart_at: float | None = None
         self.probe: ReadinessProbe | None = None
-        self.pids: set[int] = set()
+        self.pids: set[int] = set()  # every pid given a cgroup file, removed at the end
+        self.cgroup = ""  # the text of those files
         self._start()
 
     def _argv(self) -> list[str]:
@@ -116,7 +115,6 @@ class Container:
                     f"failed to create containerd task: exec: {argv[0]!r}: {exc.strerror}",
                 )
                 return
-        self.pids = {self.proc.pid}
         probe = self.spec.get("readinessProbe")
         if probe:
             self.probe = ReadinessProbe(probe, self.spec, self.ip, self.env)
@@ -170,16 +168,17 @@ class Container:
         if self.probe is not None:
             self.probe.stop.set()
 
-    def refresh_pids(self) -> set[int]:
-        """The container's process and its descendants (for the fake cgroup files)."""
+    def descendants(self, children: dict[int, list[int]]) -> set[int]:
+        """The container's process and its descendants, from a parent -> children map."""
         if not self.running or self.proc is None:
             return set()
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            return set()
-        self.pids = {self.proc.pid, *(c.pid for c in children)}
-        return self.pids
+        found, todo = set(), [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            if pid not in found:
+                found.add(pid)
+                todo.extend(children.get(pid, ()))
+        return found
 
     @property
     def ready(self) -> bool:

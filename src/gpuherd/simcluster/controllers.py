@@ -11,6 +11,7 @@ from gpuherd.simcluster.podutil import PODS
 from gpuherd.simcluster.store import Store
 
 log = logging.getLogger(__name__)
+IDLE_PASS = 0.5  # seconds between passes when nothing changed
 
 
 class Controllers:
@@ -21,16 +22,18 @@ class Controllers:
     def reconcile(self) -> None:
         store = self.store
         workloads.collect_garbage(store)
+        # One read of the pods per pass: each owner only counts its own pods, and what a
+        # pass creates shows in the next pass, which that change starts at once.
         pods = store.list(PODS)[0]
         replicasets = store.list(workloads.REPLICASETS)[0]
         for deploy in store.list(workloads.DEPLOYMENTS)[0]:
             workloads.sync_deployment(store, deploy, replicasets, pods)
         for rs in store.list(workloads.REPLICASETS)[0]:
-            workloads.sync_replicaset(store, rs, store.list(PODS)[0])
+            workloads.sync_replicaset(store, rs, pods)
         for sts in store.list(workloads.STATEFULSETS)[0]:
-            workloads.sync_statefulset(store, sts, store.list(PODS)[0])
+            workloads.sync_statefulset(store, sts, pods)
         for job in store.list(jobs.JOBS)[0]:
-            jobs.sync_job(store, job, store.list(PODS)[0])
+            jobs.sync_job(store, job, pods)
         scheduler.schedule(store)
 
     def run(self, stop: threading.Event) -> None:
@@ -38,7 +41,8 @@ class Controllers:
         while not stop.is_set():
             with self.store.lock:
                 if self.store.rv == seen:
-                    self.store.changed.wait(timeout=self.tick)
+                    # Idle: wake for timers (deadlines, ttl) at a slower pace.
+                    self.store.changed.wait(timeout=max(self.tick, IDLE_PASS))
                 seen = self.store.rv
             try:
                 self.reconcile()

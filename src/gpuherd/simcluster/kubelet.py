@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpuherd.gpu.procinfo import read_stat
 from gpuherd.simcluster import errors
 from gpuherd.simcluster.containers import Container, start_container
 from gpuherd.simcluster.nodes import GPU, NodeSpec, node_ip
@@ -102,7 +103,6 @@ class Kubelet:
                     self._start(pod)
             else:
                 self._update(pod, run)
-        self._write_cgroups()
 
     # start -------------------------------------------------------------------------------------
     def _allocate_gpus(self, count: int) -> list[int] | None:
@@ -181,9 +181,12 @@ class Kubelet:
         self.runs[run.uid] = run
         base = self._pod_env(pod, ip, gpus)
         for spec in pod["spec"].get("containers") or []:
-            run.containers[spec["name"]] = start_container(
+            container = run.containers[spec["name"]] = start_container(
                 pod, spec, base=base, directory=run.directory, ip=ip, host_ip=node_ip(self.index)
             )
+            container.cgroup = cgroup_text(pod, container.container_id)
+            if container.proc is not None:
+                self._attach(container.proc.pid, container)
         self._publish(pod, run)
 
     # running -----------------------------------------------------------------------------------
@@ -198,6 +201,9 @@ class Kubelet:
                     c.restart_at = now + min(1.0 * 2**c.restart_count, 30.0)
             if c.restart_at is not None and now >= c.restart_at:
                 c.restart()
+                c.cgroup = cgroup_text(pod, c.container_id)
+                if c.proc is not None:
+                    self._attach(c.proc.pid, c)
         self._publish(pod, run)
         if self._phase(pod, run) in ("Succeeded", "Failed"):
             self._release(run)
@@ -316,21 +322,25 @@ class Kubelet:
             self.runs.clear()
 
     # attribution and logs ----------------------------------------------------------------------
-    def _write_cgroups(self) -> None:
-        for run in self.runs.values():
-            pod = self.store.find(PODS, run.namespace, run.name)
-            if pod is None:
-                continue
-            for c in run.containers.values():
-                for pid in c.refresh_pids():
-                    entry = self.proc_root / str(pid)
-                    if (entry / "cgroup").exists():
-                        continue
-                    entry.mkdir(parents=True, exist_ok=True)
-                    (entry / "cgroup").write_text(cgroup_text(pod, c.container_id))
-                    for name in ("stat", "cmdline", "status"):
-                        with contextlib.suppress(FileExistsError):
-                            (entry / name).symlink_to(f"/proc/{pid}/{name}")
+    def _attach(self, pid: int, container: Container) -> None:
+        """Write PROC_ROOT/PID/cgroup naming the pod, so attribution finds its owner."""
+        entry = self.proc_root / str(pid)
+        if pid in container.pids and (entry / "cgroup").exists():
+            return
+        container.pids.add(pid)
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / "cgroup").write_text(container.cgroup)
+        for name in ("stat", "cmdline", "status"):
+            with contextlib.suppress(FileExistsError):
+                (entry / name).symlink_to(f"/proc/{pid}/{name}")
+
+    def attach_children(self, children: dict[int, list[int]]) -> None:
+        """Give the processes a container started since the last call their cgroup files."""
+        with self._lock:
+            for run in self.runs.values():
+                for c in run.containers.values():
+                    for pid in c.descendants(children):
+                        self._attach(pid, c)
 
     def log(self, namespace: str, name: str, container: str | None) -> str | None:
         for run in list(self.runs.values()):
@@ -344,3 +354,23 @@ class Kubelet:
                     raise errors.bad_request(f"container {container} is not valid for pod {name}")
                 return chosen.read_log()
         return None
+
+
+def children_map() -> dict[int, list[int]]:
+    """Every process's children, read once from /proc for all kubelets."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = read_stat(int(name))
+            if stat is not None:
+                children.setdefault(stat.ppid, []).append(stat.pid)
+    return children
+
+
+def attach_loop(kubelets: list[Kubelet], stop: threading.Event, interval: float = 0.5) -> None:
+    """Keep giving pod processes' children their cgroup files (a pod's workers count too)."""
+    while not stop.wait(interval):
+        if any(k.runs for k in kubelets):
+            children = children_map()
+            for kubelet in kubelets:
+                kubelet.attach_children(children)
