@@ -143,3 +143,20 @@ def test_doctor_brief(tmp_path: Path) -> None:
     assert broken.stdout.count("\n") == 1
     both = run("doctor", "--root", str(tmp_path), "--brief", "--json")
     assert both.returncode == 2
+
+
+def test_a_file_changed_after_planning_is_not_overwritten(tree: Callable[[str], Path]) -> None:
+    import pytest
+
+    from gpuherd.runtimecfg.base import Root
+    from gpuherd.setup.files import ChangedMeanwhile, apply_changes
+    from gpuherd.setup.run import Options, make_plans
+
+    root = tree("docker-rich")
+    plans = make_plans(Options(root=root))
+    daemon = root / "etc/docker/daemon.json"
+    daemon.write_text('{"someone": "else"}\n')
+    with pytest.raises(ChangedMeanwhile):
+        apply_changes(Root(root), [c for p in plans for c in p.changes])
+    assert daemon.read_text() == '{"someone": "else"}\n'
+    assert sorted(p.name for p in daemon.parent.iterdir()) == ["daemon.json"]

@@ -143,11 +143,16 @@ def runtime(
 
 def _run(options: Any, *, dry_run: bool, restart: bool, as_json: bool) -> None:
     from gpuherd.doctor.run import run_runtime_checks
-    from gpuherd.setup.files import unified_diff
+    from gpuherd.setup.files import ChangedMeanwhile, unified_diff
     from gpuherd.setup.run import apply, make_plans, restart_commands, run_commands, status_of
 
     plans = make_plans(options)
-    outcome = status_of(plans, dry_run=True) if dry_run else apply(options, plans)
+    try:
+        outcome = status_of(plans, dry_run=True) if dry_run else apply(options, plans)
+    except ChangedMeanwhile as exc:
+        fail(str(exc), code=Exit.FAILED)
+    except OSError as exc:
+        fail(f"cannot write: {exc}", hint="run as root (sudo)", code=Exit.FAILED)
     checks: list[Check] = []
     if not dry_run and outcome.status in ("changed", "already-wired"):
         checks = run_runtime_checks(root=options.root)

@@ -72,6 +72,10 @@ def _backup_name(path: Path, stamp: str) -> Path:
     return candidate
 
 
+class ChangedMeanwhile(Exception):
+    """A file differs from what the plan was made from: writing would lose that change."""
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     backups: dict[str, str | None]  # inner path -> inner backup path, None when created
@@ -80,6 +84,11 @@ class Applied:
 
 def apply_changes(root: Root, changes: list[Change], *, now: datetime | None = None) -> Applied:
     """Back up, then write each change; record the run in a manifest for `--undo`."""
+    for change in changes:  # all or nothing: nobody may have written a file since we read it
+        outside = root / change.path
+        current = outside.read_bytes() if outside.exists() else None
+        if current != change.before:
+            raise ChangedMeanwhile(f"{change.path} changed while gpuherd was planning; run again")
     stamp = (now or datetime.now()).strftime("%Y%m%d%H%M%S")
     entries: list[dict[str, object]] = []
     backups: dict[str, str | None] = {}
