@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuherd.checkpoint import NotEnoughVram, ProcessState, Refused
+from gpuherd.checkpoint import IllegalState, NotEnoughVram, ProcessState, Refused
 from gpuherd.checkpoint.sim import SimEngine
-from gpuherd.checkpoint.tenant import choose_gpu, resume_all, suspend_all
+from gpuherd.checkpoint.tenant import choose_gpu, load_records, resume_all, suspend_all
 from gpuherd.gpu.sim import SimBackend
 from tests.checkpoint.conftest import MappedFactory
 from tests.conftest import GIB, HolderFactory
@@ -77,3 +77,28 @@ def test_choose_gpu_never_picks_another_chip(gpus: SimBackend, holder: HolderFac
     holder("--vram", "14GiB", "--gpu", "1")
     assert choose_gpu(gpus.snapshot(), records[0]) is None  # GPU 2 (an L4) has room, wrong chip
     resume_all(engine, gpus, records=[])  # nothing to do is fine
+
+
+def test_records_survive_a_crash_between_suspend_and_journal(
+    gpus: SimBackend, holder: HolderFactory, tmp_path: Path
+) -> None:
+    a = holder("--vram", "3GiB", "--gpu", "0")
+    b = holder("--vram", "2GiB", "--gpu", "1")
+    engine = SimEngine(gpus.host)
+    state = tmp_path / "state"
+    suspend_all(engine, gpus, pids=[a.pid, b.pid], state_dir=state)
+    # The caller died before storing what suspend_all returned; a restart finds the records.
+    found = load_records(state, [a.pid, b.pid])
+    assert [r.pid for r in found] == [a.pid, b.pid]
+    # A release replayed after the crash counts them as already suspended.
+    again = suspend_all(engine, gpus, pids=[a.pid, b.pid], state_dir=state)
+    assert [r.bytes for r in again] == [3 * GIB, 2 * GIB]
+    resume_all(engine, gpus, records=found, state_dir=state)
+    assert load_records(state, [a.pid, b.pid]) == []
+    assert (used(gpus, 0), used(gpus, 1)) == (3 * GIB, 2 * GIB)
+    # Without a record, a process checkpointed by someone else is not taken as ours.
+    gpus.host.lock(a.pid)
+    gpus.host.checkpoint(a.pid)
+    with pytest.raises(IllegalState, match="is checkpointed"):
+        suspend_all(engine, gpus, pids=[a.pid], state_dir=state)
+    assert engine.state(a.pid) is ProcessState.CHECKPOINTED

@@ -3,19 +3,43 @@
 All or nothing: if one process cannot be suspended, the ones already suspended are resumed
 before the error is raised, so a tenant is never left half-released. Resume goes in reverse
 order and, where the engine can remap, may pick another GPU of the same chip that has room.
+With a `state_dir`, each record is written the moment its process is suspended and removed when
+it is resumed, so a caller that crashes in between still finds what to resume (`load_records`),
+and a release repeated after a crash counts a process it already suspended as done.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from gpuherd.checkpoint.base import CheckpointEngine, CheckpointError
+from gpuherd.checkpoint import records as store
+from gpuherd.checkpoint.base import CheckpointEngine, CheckpointError, IllegalState, ProcessState
 from gpuherd.checkpoint.ops import DEFAULT_VRAM_MARGIN, resume, suspend
 from gpuherd.checkpoint.records import Resumed, Suspended
 from gpuherd.gpu.base import GpuBackend, GpuSnapshot
 
-__all__ = ["choose_gpu", "resume_all", "suspend_all"]
+__all__ = ["choose_gpu", "load_records", "resume_all", "suspend_all"]
+
+
+def _suspend_one(
+    engine: CheckpointEngine,
+    gpus: GpuBackend,
+    pid: int,
+    lock_timeout: float,
+    state_dir: Path | None,
+) -> Suspended:
+    try:
+        record = suspend(engine, gpus, pid=pid, lock_timeout=lock_timeout)
+    except IllegalState as exc:
+        earlier = store.load(state_dir, pid) if state_dir is not None else None
+        if exc.state == ProcessState.CHECKPOINTED and earlier is not None:
+            return earlier  # suspended by a release that crashed before it could say so
+        raise
+    if state_dir is not None:
+        store.save(state_dir, record)
+    return record
 
 
 def suspend_all(
@@ -24,12 +48,13 @@ def suspend_all(
     *,
     pids: Sequence[int],
     lock_timeout: float = 10.0,
+    state_dir: Path | None = None,
 ) -> list[Suspended]:
     """Suspend each pid in order; on the first failure resume those done, then re-raise."""
     done: list[Suspended] = []
     for pid in pids:
         try:
-            done.append(suspend(engine, gpus, pid=pid, lock_timeout=lock_timeout))
+            done.append(_suspend_one(engine, gpus, pid, lock_timeout, state_dir))
         except CheckpointError:
             for record in reversed(done):
                 # Best effort: the original error is the one the caller must see.
@@ -37,8 +62,17 @@ def suspend_all(
                     resume(engine, gpus, pid=record.pid, record=record)
                 except CheckpointError:
                     continue
+                if state_dir is not None:
+                    store.forget(state_dir, record.pid)
             raise
     return done
+
+
+def load_records(state_dir: Path, pids: Sequence[int]) -> list[Suspended]:
+    """The records `suspend_all(state_dir=...)` wrote for these pids, in their order; pids
+    without one (never suspended, already resumed, or gone) are left out."""
+    found = (store.load(state_dir, pid) for pid in pids)
+    return [record for record in found if record is not None]
 
 
 def choose_gpu(
@@ -65,6 +99,7 @@ def resume_all(
     records: Sequence[Suspended],
     wait: float = 0.0,
     allow_move: bool = False,
+    state_dir: Path | None = None,
     poll: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Resumed]:
@@ -89,4 +124,6 @@ def resume_all(
                 sleep=sleep,
             )
         )
+        if state_dir is not None:
+            store.forget(state_dir, record.pid)
     return out
