@@ -160,3 +160,27 @@ def test_a_file_changed_after_planning_is_not_overwritten(tree: Callable[[str], 
         apply_changes(Root(root), [c for p in plans for c in p.changes])
     assert daemon.read_text() == '{"someone": "else"}\n'
     assert sorted(p.name for p in daemon.parent.iterdir()) == ["daemon.json"]
+
+
+def test_a_failed_write_puts_back_what_was_written(tree: Callable[[str], Path]) -> None:
+    import pytest
+
+    from gpuherd.runtimecfg.base import Root
+    from gpuherd.setup.files import apply_changes
+    from gpuherd.setup.model import Change
+
+    root = tree("docker-rich")
+    original = snapshot(root)
+    path = "/etc/docker/daemon.json"
+    first = (root / path.lstrip("/")).read_bytes()
+    changes = [
+        Change(path, first, b"{}\n", "first"),
+        Change("/etc/docker/new.d/drop-in.json", None, b"{}\n", "created"),
+        # Its parent is a file: writing it fails after the first two were written.
+        Change(path + "/impossible", None, b"{}\n", "fails"),
+    ]
+    with pytest.raises(NotADirectoryError):
+        apply_changes(Root(root), changes)
+    assert snapshot(root) == original
+    assert not (root / "etc/docker/new.d").exists()
+    assert not (root / "var/lib/gpuherd").exists()

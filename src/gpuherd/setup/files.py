@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from gpuherd.runtimecfg.base import Root
 from gpuherd.setup.model import Change
@@ -90,36 +91,60 @@ def apply_changes(root: Root, changes: list[Change], *, now: datetime | None = N
         if current != change.before:
             raise ChangedMeanwhile(f"{change.path} changed while gpuherd was planning; run again")
     stamp = (now or datetime.now()).strftime("%Y%m%d%H%M%S")
-    entries: list[dict[str, object]] = []
-    backups: dict[str, str | None] = {}
-    for change in changes:
-        outside = root / change.path
-        created_dirs = _make_parents(root, outside.parent)
-        backup: Path | None = None
-        if change.before is not None:
-            backup = _backup_name(outside, stamp)
-            _copy_exact(outside, backup)
-        if change.after is None:
-            outside.unlink()
-        else:
-            atomic_write(outside, change.after, like=outside)
-        inner_backup = None if backup is None else _inner(root, backup)
-        backups[change.path] = inner_backup
-        entries.append(
-            {
-                "path": change.path,
-                "backup": inner_backup,
-                "sha256_after": None if change.after is None else _sha(change.after),
-                "created_dirs": created_dirs,
-            }
-        )
+    entries: list[dict[str, Any]] = []
+    backup: Path | None = None
+    try:
+        for change in changes:
+            outside = root / change.path
+            created_dirs = _make_parents(root, outside.parent)
+            backup = None
+            if change.before is not None:
+                backup = _backup_name(outside, stamp)
+                _copy_exact(outside, backup)
+            if change.after is None:
+                outside.unlink()
+            else:
+                atomic_write(outside, change.after, like=outside)
+            entries.append(
+                {
+                    "path": change.path,
+                    "backup": None if backup is None else _inner(root, backup),
+                    "sha256_after": None if change.after is None else _sha(change.after),
+                    "created_dirs": created_dirs,
+                }
+            )
+            backup = None
+        manifest = _write_manifest(root, stamp, entries)
+    except BaseException:
+        # Half a setup is worse than none: put back what was written, then report the error.
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+        _put_back(root, entries)
+        raise
+    return Applied({e["path"]: e["backup"] for e in entries}, _inner(root, manifest))
+
+
+def _write_manifest(root: Root, stamp: str, entries: list[dict[str, Any]]) -> Path:
     manifest_dir = root / MANIFEST_DIR
     manifest_dir.mkdir(parents=True, exist_ok=True)
     n = 0
     while (manifest := manifest_dir / f"run-{stamp}-{n:03d}.json").exists():
         n += 1
     atomic_write(manifest, json.dumps({"changes": entries}, indent=2).encode() + b"\n")
-    return Applied(backups, _inner(root, manifest))
+    return manifest
+
+
+def _put_back(root: Root, entries: list[dict[str, Any]]) -> None:
+    for entry in reversed(entries):
+        outside = root / entry["path"]
+        if entry["backup"] is None:
+            outside.unlink(missing_ok=True)
+        else:
+            # A rename keeps the original bytes, mode and owner exactly.
+            os.replace(root / entry["backup"], outside)
+        for directory in reversed(entry.get("created_dirs", [])):
+            with contextlib.suppress(OSError):
+                (root / directory).rmdir()
 
 
 def _inner(root: Root, outside: Path) -> str:
@@ -157,7 +182,11 @@ def undo_last(root: Root) -> tuple[list[tuple[str, str | None]], str | None]:
     manifest = newest_manifest(root)
     if manifest is None:
         return [], None
-    entries = json.loads(manifest.read_bytes())["changes"]
+    try:
+        entries = json.loads(manifest.read_bytes())["changes"]
+        paths = [(e["path"], e["backup"], e["sha256_after"]) for e in entries]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UndoRefused(f"{_inner(root, manifest)} is unreadable ({exc!r})") from None
     for entry in entries:  # check everything first: all or nothing
         outside = root / entry["path"]
         expected = entry["sha256_after"]
@@ -168,18 +197,8 @@ def undo_last(root: Root) -> tuple[list[tuple[str, str | None]], str | None]:
             )
         if entry["backup"] is not None and not (root / entry["backup"]).exists():
             raise UndoRefused(f"the backup {entry['backup']} of {entry['path']} is gone")
-    restored: list[tuple[str, str | None]] = []
-    for entry in reversed(entries):
-        outside = root / entry["path"]
-        if entry["backup"] is None:
-            outside.unlink(missing_ok=True)
-        else:
-            # A rename keeps the original bytes, mode and owner exactly.
-            os.replace(root / entry["backup"], outside)
-        for directory in reversed(entry.get("created_dirs", [])):
-            with contextlib.suppress(OSError):
-                (root / directory).rmdir()
-        restored.append((entry["path"], entry["backup"]))
+    _put_back(root, entries)
+    restored = [(path, backup) for path, backup, _sha256 in reversed(paths)]
     inner = _inner(root, manifest)
     manifest.unlink()
     with contextlib.suppress(OSError):
