@@ -324,3 +324,49 @@ def test_cluster_objects_the_broker_reads(kube: Kube) -> None:
     )
     events = kube.core.list_namespaced_event("default", field_selector="involvedObject.name=ollama")
     assert [e.reason for e in events.items] == ["Released"]
+
+
+def test_fixed_fields_cannot_change(kube: Kube) -> None:
+    kube.apps.create_namespaced_deployment("default", deployment("d", ["sleep", "60"]))
+    with pytest.raises(ApiException) as exc:
+        kube.apps.patch_namespaced_deployment(
+            "d",
+            "default",
+            {
+                "spec": {
+                    "selector": {"matchLabels": {"app": "other"}},
+                    "template": {"metadata": {"labels": {"app": "other"}}},
+                }
+            },
+        )
+    assert exc.value.status == 422
+    assert str(_status(exc.value)["message"]).startswith(
+        'Deployment.apps "d" is invalid: spec.selector: Invalid value'
+    )
+    [pod] = kube.running("app=d", 1)
+    name = pod.metadata.name
+    kube.core.patch_namespaced_pod(
+        name,
+        "default",
+        {"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": "-1"}}},
+    )
+    with pytest.raises(ApiException) as exc:
+        kube.core.patch_namespaced_pod(
+            name, "default", {"spec": {"containers": [{"name": "d", "command": ["true"]}]}}
+        )
+    assert exc.value.status == 422
+    assert "pod updates may not change fields" in str(_status(exc.value)["message"])
+
+
+def test_orphan_deletion_keeps_the_dependents(kube: Kube) -> None:
+    from kubernetes import client
+
+    kube.apps.create_namespaced_deployment("default", deployment("keep", ["sleep", "60"]))
+    [pod] = kube.running("app=keep", 1)
+    kube.apps.delete_namespaced_deployment(
+        "keep", "default", body=client.V1DeleteOptions(propagation_policy="Orphan")
+    )
+    [rs] = kube.apps.list_namespaced_replica_set("default").items
+    assert rs.metadata.owner_references is None
+    # the orphaned ReplicaSet still owns and keeps its pod
+    assert [p.metadata.uid for p in kube.running("app=keep", 1)] == [pod.metadata.uid]

@@ -3,8 +3,12 @@ ttlSecondsAfterFinished, with the conditions the real controller writes."""
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
+
+import pytest
+from kubernetes.client import ApiException
 
 from tests.simcluster.conftest import Kube, wait_for
 
@@ -105,3 +109,41 @@ def test_ttl_after_finished_deletes_the_job_and_its_pods(kube: Kube) -> None:
         what="job deleted by its ttl",
     )
     wait_for(lambda: not kube.pods("job-name=quick"), what="its pods collected")
+
+
+def test_a_suspended_job_can_be_pinned_to_a_node_until_it_starts(kube: Kube) -> None:
+    kube.batch.create_namespaced_job("default", job("pin", "pass", suspend=True))
+    pin = {
+        "spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": "k3s-gpu-02"}}}}
+    }
+    kube.batch.patch_namespaced_job("pin", "default", pin)
+    with pytest.raises(ApiException) as exc:  # the command is not a scheduling directive
+        kube.batch.patch_namespaced_job(
+            "pin",
+            "default",
+            {
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": "main", "command": ["true"]}]}}
+                }
+            },
+        )
+    assert exc.value.status == 422
+    assert "spec.template" in json.loads(exc.value.body or "{}")["message"]
+    kube.batch.patch_namespaced_job("pin", "default", {"spec": {"suspend": False}})
+    wait_for(lambda: _conditions(kube, "pin").get("Complete"), what="complete")
+    [pod] = kube.pods("job-name=pin")
+    assert pod.spec.node_name == "k3s-gpu-02"
+    with pytest.raises(ApiException) as exc:  # it has started: the template is fixed now
+        kube.batch.patch_namespaced_job(
+            "pin",
+            "default",
+            {
+                "spec": {
+                    "template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": "k3s-cp-01"}}}
+                }
+            },
+        )
+    assert exc.value.status == 422
+    body = json.loads(exc.value.body or "{}")
+    assert body["message"].startswith('Job.batch "pin" is invalid: spec.template: Invalid value')
+    assert body["message"].endswith("field is immutable")

@@ -210,3 +210,31 @@ def test_a_pods_child_processes_are_attributed_to_it(kube: Kube, sim_dir: Path) 
     )[0]
     assert origin.pod_uid == pod.metadata.uid
     assert origin.qos == "Guaranteed"
+
+
+def test_logs_tail_follow_and_container_choice(kube: Kube) -> None:
+    ticker = "import time\nfor i in range(5):\n    print(i, flush=True)\n    time.sleep(0.2)"
+    body = bare_pod("ticker", [sys.executable, "-c", ticker])
+    body["spec"]["containers"].append({"name": "side", "image": "x", "command": ["true"]})
+    kube.core.create_namespaced_pod("default", body)
+    phase_of(kube, "ticker", "Running")
+    followed = httpx.get(
+        kube.cluster.url + "/api/v1/namespaces/default/pods/ticker/log",
+        params={"container": "main", "follow": "true"},
+        timeout=20,
+    )
+    assert followed.text == "0\n1\n2\n3\n4\n"  # it ended when the container did
+    tail = kube.core.read_namespaced_pod_log("ticker", "default", container="main", tail_lines=2)
+    assert tail == "3\n4\n"
+    reply = httpx.get(kube.cluster.url + "/api/v1/namespaces/default/pods/ticker/log")
+    assert reply.status_code == 400
+    assert reply.json()["message"] == (
+        "a container name must be specified for pod ticker, choose one of: [main side]"
+    )
+
+
+def test_pods_find_the_api_server_through_kubeconfig(kube: Kube) -> None:
+    kube.core.create_namespaced_pod("default", bare_pod("env2", [sys.executable, "-c", ENV_DUMP]))
+    phase_of(kube, "env2", "Succeeded")
+    env = json.loads(kube.core.read_namespaced_pod_log("env2", "default"))
+    assert env["KUBECONFIG"] == str(kube.cluster.kubeconfig)

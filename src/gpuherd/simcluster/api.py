@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpuherd.simcluster import defaults, errors
+from gpuherd.simcluster import defaults, errors, logs
+from gpuherd.simcluster.immutable import check_update
 from gpuherd.simcluster.patch import apply_patch
 from gpuherd.simcluster.resources import Resource
 from gpuherd.simcluster.selectors import (
@@ -22,7 +23,6 @@ from gpuherd.simcluster.store import Store
 from gpuherd.simcluster.validate import check_schema, check_semantics
 
 Obj = dict[str, Any]
-LogReader = Callable[[str, str, str | None], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class Api:
     def __init__(self, store: Store, *, validate: bool = True) -> None:
         self.store = store
         self.validate = validate
-        self.log_reader: LogReader = lambda _ns, name, _c: ""
+        self.log_source: logs.Finder = lambda _ns, _name, _container: None
 
     # reads -----------------------------------------------------------------------------------
     def get(self, res: Resource, namespace: str, name: str) -> Obj:
@@ -81,9 +81,30 @@ class Api:
             "items": items,
         }
 
-    def log(self, namespace: str, name: str, container: str | None) -> str:
-        self.store.get(_res("Pod"), namespace, name)
-        return self.log_reader(namespace, name, container)
+    def log(self, namespace: str, name: str, container: str | None, tail: int | None) -> str:
+        pod = self.store.get(_res("Pod"), namespace, name)
+        chosen = self._container(pod, container)
+        return logs.whole(self.log_source(namespace, name, chosen), name, chosen, tail)
+
+    def follow_log(self, namespace: str, name: str, container: str | None) -> logs.LogSource | None:
+        pod = self.store.get(_res("Pod"), namespace, name)
+        return self.log_source(namespace, name, self._container(pod, container))
+
+    @staticmethod
+    def _container(pod: Obj, container: str | None) -> str:
+        names = [c["name"] for c in pod["spec"].get("containers") or []]
+        if container is None:
+            if len(names) != 1:
+                raise errors.bad_request(
+                    f"a container name must be specified for pod {pod['metadata']['name']}, "
+                    f"choose one of: [{' '.join(names)}]"
+                )
+            return str(names[0])
+        if container not in names:
+            raise errors.bad_request(
+                f"container {container} is not valid for pod {pod['metadata']['name']}"
+            )
+        return container
 
     # writes ----------------------------------------------------------------------------------
     def create(self, res: Resource, namespace: str, body: Obj) -> Obj:
@@ -116,7 +137,13 @@ class Api:
         return created
 
     def replace(
-        self, res: Resource, namespace: str, name: str, body: Obj, subresource: str | None = None
+        self,
+        res: Resource,
+        namespace: str,
+        name: str,
+        body: Obj,
+        *,
+        subresource: str | None = None,
     ) -> Obj:
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
@@ -130,6 +157,10 @@ class Api:
             meta["namespace"] = namespace
         if subresource == "scale":
             return self._set_scale(res, namespace, name, obj)
+        if subresource is None:
+            with self.store.lock:
+                check_update(res, self.store.get(res, namespace, name), obj)
+                return self.store.update(res, obj)
         return self.store.update(res, obj, subresource=subresource)
 
     def patch(
@@ -180,6 +211,8 @@ class Api:
                 if grace is None:
                     grace = current["spec"].get("terminationGracePeriodSeconds", 30)
                 return self.store.mark_deleting(res, namespace, name, int(grace))
+            if options.get("propagationPolicy") == "Orphan" or options.get("orphanDependents"):
+                self._orphan(current["metadata"]["uid"])
             removed = self.store.remove(res, namespace, name)
             if res.kind == "Pod":
                 return removed
@@ -195,6 +228,28 @@ class Api:
                     "uid": removed["metadata"]["uid"],
                 },
             }
+
+    def _orphan(self, uid: str) -> None:
+        """Drop ownerReferences to `uid`, so the garbage collector leaves the dependents."""
+        for kind in ("ReplicaSet", "Pod", "Job"):
+            res = _res(kind)
+            for obj in self.store.list(res)[0]:
+                refs = obj["metadata"].get("ownerReferences") or []
+                if not any(r.get("uid") == uid for r in refs):
+                    continue
+
+                def drop(o: Obj) -> None:
+                    kept = [
+                        r for r in o["metadata"].get("ownerReferences") or [] if r.get("uid") != uid
+                    ]
+                    if kept:
+                        o["metadata"]["ownerReferences"] = kept
+                    else:
+                        o["metadata"].pop("ownerReferences", None)
+
+                self.store.mutate(
+                    res, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], drop
+                )
 
     def delete_collection(self, res: Resource, query: ListQuery, options: Obj) -> Obj:
         listed = self.list(

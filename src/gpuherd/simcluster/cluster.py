@@ -17,6 +17,7 @@ from gpuherd.simcluster.resources import BY_KIND
 from gpuherd.simcluster.store import Store
 
 if TYPE_CHECKING:
+    from gpuherd.simcluster.containers import Container
     from gpuherd.simcluster.kubelet import Kubelet
 
 __all__ = ["ClusterError", "NodeSpec", "SimCluster"]
@@ -125,7 +126,7 @@ class SimCluster:
                 tick=self.tick,
                 api_url=self._server.url,
             )
-        self.api.log_reader = self._read_log
+        self.api.log_source = self._log_source
         controllers = Controllers(self.store, tick=self.tick)
         self._spawn("api-server", self._server.serve_forever)
         self._spawn("controllers", lambda: controllers.run(self._stop))
@@ -142,12 +143,12 @@ class SimCluster:
         thread.start()
         self._threads.append(thread)
 
-    def _read_log(self, namespace: str, name: str, container: str | None) -> str:
+    def _log_source(self, namespace: str, name: str, container: str | None) -> Container | None:
         for kubelet in self.kubelets.values():
-            text = kubelet.log(namespace, name, container)
-            if text is not None:
-                return text
-        return ""
+            found = kubelet.container_of(namespace, name, container or "")
+            if found is not None:
+                return found
+        return None
 
     def _write_kubeconfig(self) -> None:
         text = (

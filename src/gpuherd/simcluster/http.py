@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gpuherd.simcluster import discovery, errors
+from gpuherd.simcluster import discovery, errors, logs
 from gpuherd.simcluster.api import Api, ListQuery
 from gpuherd.simcluster.resources import BY_PATH, Resource
 from gpuherd.simcluster.watch import WatchParams, stream
@@ -176,7 +176,7 @@ class Handler(BaseHTTPRequestHandler):
     def _item(self, method: str, route: Route, query: dict[str, str]) -> None:
         api, res, ns, name = self.server.api, route.res, route.namespace or "", route.name or ""
         if route.sub == "log" and method == "GET":
-            self._reply(200, api.log(ns, name, query.get("container")), "text/plain")
+            self._log(ns, name, query)
         elif method == "GET" and route.sub == "scale":
             self._reply(200, api.scale(res, ns, name))
         elif method == "GET":
@@ -198,6 +198,39 @@ class Handler(BaseHTTPRequestHandler):
                 405, "the server does not allow this method on the requested resource"
             )
 
+    def _log(self, namespace: str, name: str, query: dict[str, str]) -> None:
+        api, container = self.server.api, query.get("container")
+        tail = int(query["tailLines"]) if query.get("tailLines") else None
+        if query.get("follow") not in ("true", "1"):
+            self._reply(200, api.log(namespace, name, container, tail), "text/plain")
+            return
+        source = api.follow_log(namespace, name, container)
+        if source is None:  # not started yet: the same answer as without follow
+            api.log(namespace, name, container, tail)
+            return
+        self._start_stream("text/plain")
+        try:
+            for chunk in logs.follow(source, self.server.stopping.is_set):
+                self._chunk(chunk)
+            self._end_stream()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _start_stream(self, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def _watch(self, route: Route, query: dict[str, str]) -> None:
         params = WatchParams(
             query=self._list_query(route, query),
@@ -205,20 +238,13 @@ class Handler(BaseHTTPRequestHandler):
             timeout=float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None,
             bookmark_interval=self.server.bookmark_interval,
         )
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        self.wfile.flush()
+        self._start_stream("application/json")
 
         def send(event: Obj) -> None:
-            data = (json.dumps(event) + "\n").encode()
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            self.wfile.flush()
+            self._chunk((json.dumps(event) + "\n").encode())
 
         try:
             stream(self.server.api.store, route.res, params, send, self.server.stopping.is_set)
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+            self._end_stream()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True

@@ -11,6 +11,7 @@ identity is also in each process's environment (GPUHERD_POD_UID, POD_NAME, ...).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from gpuherd.simcluster.store import Store, now_iso
 
 Obj = dict[str, Any]
 __all__ = ["Kubelet", "PodRun", "cgroup_text"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,9 +84,12 @@ class Kubelet:
             with self._lock:
                 if stop.is_set():
                     break
-                # A pod deleted under us raises; the next pass sees the new state.
-                with contextlib.suppress(errors.ApiError):
+                try:
                     self.sync()
+                except errors.ApiError:
+                    pass  # a pod deleted under us; the next pass sees the new state
+                except Exception:  # a kubelet bug must not stop the node; it is logged
+                    log.exception("simulated kubelet %s failed one pass", self.node.name)
             stop.wait(self.tick)
 
     def sync(self) -> None:
@@ -155,6 +160,8 @@ class Kubelet:
             env["GPUHERD_BACKEND"] = "sim"
         if self.api_url:
             env["GPUHERD_SIM_CLUSTER_URL"] = self.api_url
+            # What in-cluster config is to a real pod: the client finds the API server.
+            env["KUBECONFIG"] = str(self.directory / "kubeconfig")
         if gpus:
             env["NVIDIA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
@@ -342,17 +349,10 @@ class Kubelet:
                     for pid in c.descendants(children):
                         self._attach(pid, c)
 
-    def log(self, namespace: str, name: str, container: str | None) -> str | None:
+    def container_of(self, namespace: str, name: str, container: str) -> Container | None:
         for run in list(self.runs.values()):
             if run.namespace == namespace and run.name == name:
-                chosen = (
-                    run.containers.get(container)
-                    if container
-                    else next(iter(run.containers.values()), None)
-                )
-                if chosen is None:
-                    raise errors.bad_request(f"container {container} is not valid for pod {name}")
-                return chosen.read_log()
+                return run.containers.get(container)
         return None
 
 

@@ -29,6 +29,11 @@ class Resource:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
     @property
+    def kind_qualified(self) -> str:
+        """How 422 messages name the type: `Pod`, `Deployment.apps`, `Job.batch`."""
+        return f"{self.kind}.{self.group}" if self.group else self.kind
+
+    @property
     def singular(self) -> str:
         return self.kind.lower()
 
