@@ -173,7 +173,14 @@ def suspend(
         _fail(exc, as_json)
     finally:
         gpus.close()
-    save(_state_dir(state_dir), done)
+    try:
+        save(_state_dir(state_dir), done)
+    except OSError as exc:
+        # The process is suspended either way; without the record, resume cannot check the fit.
+        stderr.print(
+            f"[yellow]warning:[/] could not write the suspend record ({escape(str(exc))}); "
+            "`resume` will refuse on a real GPU until it can tell how much memory must fit"
+        )
     if as_json:
         write_out(json.dumps({"ok": True, **done.to_json()}))
         return
