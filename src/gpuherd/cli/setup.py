@@ -12,8 +12,14 @@ import typer
 from gpuherd.cli.common import Exit, fail, stdout, write_out
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gpuherd.doctor.model import Check
-    from gpuherd.setup.model import Outcome, Plan
+    from gpuherd.setup.model import Change, Outcome, Plan
+    from gpuherd.setup.run import Options
+
+    Diff = Callable[[Change], str]
+    Ran = list[tuple[list[str], int, str]]
 
 app = typer.Typer(
     help="Make this host's container runtimes give containers the GPU (Docker, containerd, "
@@ -141,7 +147,7 @@ def runtime(
         fail(f"{exc}; nothing was changed", hint="fix the file, then run again")
 
 
-def _run(options: Any, *, dry_run: bool, restart: bool, as_json: bool) -> None:
+def _run(options: Options, *, dry_run: bool, restart: bool, as_json: bool) -> None:
     from gpuherd.doctor.run import run_runtime_checks
     from gpuherd.setup.files import ChangedMeanwhile, unified_diff
     from gpuherd.setup.run import apply, make_plans, restart_commands, run_commands, status_of
@@ -156,7 +162,7 @@ def _run(options: Any, *, dry_run: bool, restart: bool, as_json: bool) -> None:
     checks: list[Check] = []
     if not dry_run and outcome.status in ("changed", "already-wired"):
         checks = run_runtime_checks(root=options.root)
-    ran: list[tuple[list[str], int, str]] = []
+    ran: Ran = []
     if restart and outcome.status == "changed":
         ran = run_commands(restart_commands(plans))
     failed_checks = [c for c in checks if c.status == "fail"]
@@ -168,7 +174,7 @@ def _run(options: Any, *, dry_run: bool, restart: bool, as_json: bool) -> None:
     raise typer.Exit(int(Exit.FAILED if bad else Exit.OK))
 
 
-def _install_toolkit(options: Any) -> None:
+def _install_toolkit(options: Options) -> None:
     import subprocess
 
     from gpuherd.runtimecfg.base import Root
@@ -192,7 +198,7 @@ def _install_toolkit(options: Any) -> None:
         fail(f"{' '.join(command)} exited {done.returncode}", code=Exit.FAILED)
 
 
-def _undo(options: Any, *, as_json: bool) -> None:
+def _undo(options: Options, *, as_json: bool) -> None:
     from gpuherd.runtimecfg.base import Root
     from gpuherd.setup.files import UndoRefused, undo_last
 
@@ -216,7 +222,7 @@ def _undo(options: Any, *, as_json: bool) -> None:
     raise typer.Exit(int(Exit.OK))
 
 
-def _plan_dict(plan: Plan, outcome: Outcome, diff: Any) -> dict[str, Any]:
+def _plan_dict(plan: Plan, outcome: Outcome, diff: Diff) -> dict[str, Any]:
     return {
         "target": plan.target,
         "wired": plan.wired,
@@ -241,7 +247,7 @@ def _plan_dict(plan: Plan, outcome: Outcome, diff: Any) -> dict[str, Any]:
 
 
 def _as_dict(
-    outcome: Outcome, checks: list[Check], ran: list[Any], dry_run: bool, diff: Any
+    outcome: Outcome, checks: list[Check], ran: Ran, dry_run: bool, diff: Diff
 ) -> dict[str, Any]:
     return {
         "version": 1,
@@ -256,7 +262,7 @@ def _as_dict(
     }
 
 
-def _print(outcome: Outcome, checks: list[Check], ran: list[Any], dry_run: bool, diff: Any) -> None:
+def _print(outcome: Outcome, checks: list[Check], ran: Ran, dry_run: bool, diff: Diff) -> None:
     from rich.text import Text
 
     for plan in outcome.plans:
