@@ -234,7 +234,7 @@ def test_cli_list_and_explain() -> None:
 def test_a_failing_rule_becomes_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     from gpuherd.lint.rules import RULES, gpu_zero
 
-    def broken(_ctx: object) -> list[Finding]:
+    def broken(_ctx: object, _options: object) -> list[Finding]:
         raise KeyError("boom")
 
     monkeypatch.setattr(gpu_zero, "check", broken)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -41,6 +41,43 @@ def _rule_set(text: str | None, known: set[str], flag: str) -> set[str] | None:
     if unknown:
         fail(f"{flag}: unknown rule(s) {', '.join(unknown)}", hint="see gpuherd lint --list-rules")
     return rules
+
+
+def _overrides(values: list[str], known: set[str]) -> dict[str, str]:
+    """RULE=LEVEL pairs of --severity-override, checked."""
+    found: dict[str, str] = {}
+    for value in values:
+        rule, sep, level = value.partition("=")
+        rule, level = rule.strip(), level.strip().lower()
+        if not sep or not rule:
+            fail(f"--severity-override {value!r}: expected RULE=LEVEL, e.g. rolling-update=error")
+        if rule not in known:
+            fail(f"--severity-override: unknown rule {rule}", hint="see gpuherd lint --list-rules")
+        if level not in ("error", "warning", "info"):
+            fail(f"--severity-override {value!r}: LEVEL must be error, warning or info")
+        found[rule] = level
+    return found
+
+
+def _describe(explain: str | None) -> None:
+    """--list-rules (explain None) or --explain RULE."""
+    from gpuherd.lint.docs import options_md
+    from gpuherd.lint.report import rule_doc
+    from gpuherd.lint.rules import RULES
+
+    if explain is None:
+        for rule_id, rule in RULES.items():
+            stdout.print(f"{rule_id:<18} {rule.SEVERITY:<8} {rule_doc(rule)[0]}", markup=False)
+        return
+    if explain not in RULES:
+        fail(f"no rule {explain!r}", hint="see gpuherd lint --list-rules")
+    rule = RULES[explain]
+    options = options_md(rule)
+    stdout.print(
+        f"{explain} ({rule.SEVERITY})\n\n{rule_doc(rule)[1]}"
+        + (f"\n\n{options}" if options else ""),
+        markup=False,
+    )
 
 
 def lint(
@@ -86,6 +123,24 @@ def lint(
             help="Largest GPU count of any node, when no Node objects are in the input.",
         ),
     ] = None,
+    severity_override: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--severity-override",
+            metavar="RULE=LEVEL",
+            help="Report every finding of RULE as LEVEL (error, warning, info); repeatable. "
+            "Wins over `rules: {RULE: {severity: ...}}` in .gpuherd-lint.yaml.",
+            show_default=False,
+        ),
+    ] = None,
+    show_statistics: Annotated[
+        bool,
+        typer.Option(
+            "--statistics",
+            help="Print a table of finding counts per rule instead of the findings "
+            "(JSON with --format json). The exit code is the same.",
+        ),
+    ] = False,
     list_rules: Annotated[
         bool, typer.Option("--list-rules", help="List the rules and exit.")
     ] = False,
@@ -96,23 +151,25 @@ def lint(
     """Find GPU mistakes in configs, with exact line numbers; text, JSON or SARIF output."""
     from gpuherd.lint.config import LintConfigError, find_config, load_lint_config
     from gpuherd.lint.engine import SEVERITY_RANK, LintOptions, discover, lint_sources
-    from gpuherd.lint.report import as_json, as_sarif, as_text, rule_doc
+    from gpuherd.lint.model import Severity
+    from gpuherd.lint.report import (
+        as_json,
+        as_sarif,
+        as_statistics_json,
+        as_statistics_text,
+        as_text,
+    )
     from gpuherd.lint.rules import RULES
 
     known = set(RULES)
-    if list_rules:
-        for rule_id, rule in RULES.items():
-            stdout.print(f"{rule_id:<18} {rule.SEVERITY:<8} {rule_doc(rule)[0]}", markup=False)
-        return
-    if explain is not None:
-        if explain not in RULES:
-            fail(f"no rule {explain!r}", hint="see gpuherd lint --list-rules")
-        stdout.print(
-            f"{explain} ({RULES[explain].SEVERITY})\n\n{rule_doc(RULES[explain])[1]}", markup=False
-        )
+    if list_rules or explain is not None:
+        _describe(explain)
         return
     if not paths:
         fail("give at least one file or directory (or - for standard input)")
+    if show_statistics and fmt == Format.sarif:
+        fail("--statistics prints text or JSON, not SARIF")
+    overrides = _overrides(severity_override or [], known)
     sources: list[tuple[str, str]] = []
     files = [p for p in paths if str(p) != "-"]
     if len(files) != len(paths):
@@ -127,7 +184,7 @@ def lint(
             fail(f"{path}: cannot read: {exc.strerror}")
     config_path = config or (find_config(files[0]) if files else find_config(Path.cwd()))
     try:
-        settings = load_lint_config(config_path, known) if config_path else None
+        settings = load_lint_config(config_path, RULES) if config_path else None
     except LintConfigError as exc:
         fail(str(exc))
     chosen = _rule_set(select, known, "--select")
@@ -137,10 +194,18 @@ def lint(
         | (settings.ignore if settings else set()),
         profile=profile.value,
         max_gpus_per_node=max_gpus_per_node,
+        rule_options=settings.rule_options if settings else {},
+        severity_overrides={
+            **(settings.severities if settings else {}),
+            **cast(dict[str, Severity], overrides),
+        },
     )
     start_batch()
     result = lint_sources(sources, options)
-    render = {Format.text: as_text, Format.json: as_json, Format.sarif: as_sarif}[fmt]
+    if show_statistics:
+        render = as_statistics_json if fmt == Format.json else as_statistics_text
+    else:
+        render = {Format.text: as_text, Format.json: as_json, Format.sarif: as_sarif}[fmt]
     write_out(render(result))
     threshold = SEVERITY_RANK[fail_on.value]
     failed = any(SEVERITY_RANK[f.severity] >= threshold for f in result.findings)

@@ -8,11 +8,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 from gpuherd.lint.inputs import PARSE_ERROR, UNKNOWN_INPUT, load
-from gpuherd.lint.model import SEVERITY_RANK, Finding
+from gpuherd.lint.model import SEVERITY_RANK, Finding, Problem, Severity
 from gpuherd.lint.rules import RULES
+from gpuherd.lint.rules.api import OptionValue, Rule, resolve_options
 from gpuherd.lint.rules.base import LintContext
 from gpuherd.lint.scope import Projects
 
@@ -38,6 +38,10 @@ class LintOptions:
     ignore: set[str] = field(default_factory=set)
     profile: str = "generic"
     max_gpus_per_node: int | None = None
+    # rule id -> {option: value} (from `.gpuherd-lint.yaml` `rules:`), validated by the caller
+    rule_options: dict[str, dict[str, OptionValue]] = field(default_factory=dict)
+    # rule id -> severity every finding of that rule gets (`--severity-override RULE=LEVEL`)
+    severity_overrides: dict[str, Severity] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,10 +106,25 @@ def _suppressed(
 INTERNAL_ERROR = "internal-error"
 
 
-def _run(rule_id: str, rule: ModuleType, ctx: LintContext) -> list[Finding]:
+def _stamp(rule: Rule, problem: Problem, override: Severity | None) -> Finding:
+    return Finding(
+        rule=rule.ID,
+        severity=override or problem.severity or rule.SEVERITY,
+        file=problem.file,
+        line=problem.line,
+        column=problem.column,
+        object=problem.object,
+        message=problem.message,
+        fix=problem.fix,
+    )
+
+
+def _run(rule: Rule, ctx: LintContext, options: LintOptions) -> list[Finding]:
     """A rule's findings; a bug in a rule becomes one finding, never a traceback for the user."""
+    settings = resolve_options(rule, options.rule_options.get(rule.ID))
+    override = options.severity_overrides.get(rule.ID)
     try:
-        return list(rule.check(ctx))
+        return [_stamp(rule, p, override) for p in rule.check(ctx, settings)]
     except Exception as exc:
         return [
             Finding(
@@ -114,8 +133,8 @@ def _run(rule_id: str, rule: ModuleType, ctx: LintContext) -> list[Finding]:
                 file="<gpuherd>",
                 line=1,
                 column=1,
-                object=rule_id,
-                message=f"rule {rule_id} failed: {type(exc).__name__}: {exc}",
+                object=rule.ID,
+                message=f"rule {rule.ID} failed: {type(exc).__name__}: {exc}",
                 fix="please report this with the input that caused it",
             )
         ]
@@ -159,6 +178,6 @@ def _lint(sources: list[tuple[str, str]], options: LintOptions) -> LintResult:
         ):
             continue
         findings += [
-            f for f in _run(rule_id, rule, ctx) if not _suppressed(f, annotations, comments)
+            f for f in _run(rule, ctx, options) if not _suppressed(f, annotations, comments)
         ]
     return LintResult(len(sources), sorted(findings, key=Finding.sort_key))

@@ -1,4 +1,4 @@
-"""A lint finding and the severities, ordered."""
+"""A lint finding, the problem a rule reports before the engine stamps it, and the severities."""
 
 from __future__ import annotations
 
@@ -24,3 +24,16 @@ class Finding:
 
     def sort_key(self) -> tuple[str, int, int, str]:
         return (self.file, self.line, self.column, self.rule)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """What a rule yields: a Finding without its rule id; severity None means the default."""
+
+    file: str
+    line: int
+    column: int
+    object: str
+    message: str
+    fix: str
+    severity: Severity | None = None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from types import ModuleType
 from typing import Any
 
 from gpuherd import __version__
 from gpuherd.lint.engine import LintResult
 from gpuherd.lint.rules import RULES
+from gpuherd.lint.rules.api import Rule
 
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
@@ -35,6 +35,42 @@ def as_text(result: LintResult) -> str:
     return "\n".join(lines)
 
 
+def statistics(result: LintResult) -> list[tuple[str, str, int]]:
+    """(rule, severity, count) per rule and severity, most frequent first."""
+    counts = Counter((f.rule, f.severity) for f in result.findings)
+    return sorted(
+        ((rule, severity, n) for (rule, severity), n in counts.items()),
+        key=lambda row: (-row[2], row[0], row[1]),
+    )
+
+
+def as_statistics_text(result: LintResult) -> str:
+    rows = statistics(result)
+    width = max((len(rule) for rule, _s, _n in rows), default=4)
+    lines = [f"{'count':>5}  {'rule':<{width}}  severity"]
+    lines += [f"{n:>5}  {rule:<{width}}  {severity}" for rule, severity, n in rows]
+    total = len(result.findings)
+    lines.append(
+        f"{total:>5}  {'total':<{width}}  in {result.files} file{'s' if result.files != 1 else ''}"
+    )
+    return "\n".join(lines)
+
+
+def as_statistics_json(result: LintResult) -> str:
+    return json.dumps(
+        {
+            "version": 1,
+            "files": result.files,
+            "total": len(result.findings),
+            "statistics": [
+                {"rule": rule, "severity": severity, "count": n}
+                for rule, severity, n in statistics(result)
+            ],
+        },
+        indent=2,
+    )
+
+
 def as_json(result: LintResult) -> str:
     return json.dumps(
         {
@@ -58,13 +94,13 @@ def as_json(result: LintResult) -> str:
     )
 
 
-def rule_doc(rule: ModuleType) -> tuple[str, str]:
+def rule_doc(rule: Rule) -> tuple[str, str]:
     """(one-line summary, full docstring) of a rule module."""
-    doc = (rule.__doc__ or "").strip()
+    doc = (getattr(rule, "__doc__", None) or "").strip()
     return doc.splitlines()[0] if doc else rule.ID, doc
 
 
-def _sarif_rule(rule_id: str, rule: ModuleType) -> dict[str, Any]:
+def _sarif_rule(rule_id: str, rule: Rule) -> dict[str, Any]:
     summary, full = rule_doc(rule)
     return {
         "id": rule_id,

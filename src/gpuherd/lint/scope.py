@@ -2,7 +2,9 @@
 
 Rules that judge one object by another (a RuntimeClass, a sharing config, ECS user data, a PV)
 only take evidence from the same project: linting a monorepo or several folders at once must
-not let one application's files judge another's. Files under no marker share one project ("").
+not let one application's files judge another's. The walk upward stops at the repository root
+(a directory with `.git`); a file with no marker up to there is a project of its own directory.
+Names without a directory (standard input) share one project ("").
 """
 
 from __future__ import annotations
@@ -38,28 +40,32 @@ class Projects:
         for source in sources:
             path = PurePath(source)
             self._given.setdefault(str(path.parent), set()).add(path.name)
-        self._marked: dict[str, bool] = {}
+        self._names: dict[str, set[str]] = {}
         self._of: dict[str, str] = {}
 
-    def _has_marker(self, directory: str) -> bool:
-        if directory not in self._marked:
+    def _listing(self, directory: str) -> set[str]:
+        if directory not in self._names:
             names = set(self._given.get(directory, ()))
-            if not directory.startswith("<"):
-                with contextlib.suppress(OSError):  # gone or unreadable: no marker there
-                    names |= set(os.listdir(directory or "."))
-            self._marked[directory] = any(_is_marker(n) for n in names)
-        return self._marked[directory]
+            with contextlib.suppress(OSError):  # gone or unreadable: nothing more there
+                names |= set(os.listdir(directory or "."))
+            self._names[directory] = names
+        return self._names[directory]
 
     def of(self, source: str) -> str:
         if source not in self._of:
-            found = ""
-            if "/" in source:  # names without a directory (standard input, tests) share one
-                for parent in PurePath(source).parents:
-                    if self._has_marker(str(parent)):
-                        found = str(parent)
-                        break
-            self._of[source] = found
+            self._of[source] = self._find(source)
         return self._of[source]
+
+    def _find(self, source: str) -> str:
+        if "/" not in source:
+            return ""
+        for parent in PurePath(source).parents:
+            names = self._listing(str(parent))
+            if any(_is_marker(n) for n in names):
+                return str(parent)
+            if ".git" in names:
+                break
+        return str(PurePath(source).parent)
 
     def same(self, a: str, b: str) -> bool:
         return self.of(a) == self.of(b)

@@ -1,6 +1,4 @@
-"""The rule registry: one module per rule, each with ID, SEVERITY, check() and a docstring."""
-
-from types import ModuleType
+"""The rule registry: one module per rule, each a `Rule` (see gpuherd.lint.rules.api)."""
 
 from gpuherd.lint.rules import (
     capabilities,
@@ -26,31 +24,30 @@ from gpuherd.lint.rules import (
     visible_devices,
     vram_oversubscribed,
 )
+from gpuherd.lint.rules.api import Rule
 
-RULES: dict[str, ModuleType] = {
-    m.ID: m
-    for m in (
-        gpu_limits,
-        gpu_count,
-        runtime_class,
-        shared_name,
-        shared_replicas,
-        plugin_schema,
-        gpu_toleration,
-        visible_devices,
-        capabilities,
-        gpu_privilege,
-        cdi,
-        rolling_update,
-        gpu_job_bounds,
-        pv_node,
-        gpu_zero,
-        vram_oversubscribed,
-        compose_gpu,
-        ecs_gpu,
-        ecs_agent,
-        runtime_toolkit,
-        runtime_containerd,
-        runtime_docker,
-    )
-}
+_MODULES: tuple[Rule, ...] = (
+    gpu_limits,
+    gpu_count,
+    runtime_class,
+    shared_name,
+    shared_replicas,
+    plugin_schema,
+    gpu_toleration,
+    visible_devices,
+    capabilities,
+    gpu_privilege,
+    cdi,
+    rolling_update,
+    gpu_job_bounds,
+    pv_node,
+    gpu_zero,
+    vram_oversubscribed,
+    compose_gpu,
+    ecs_gpu,
+    ecs_agent,
+    runtime_toolkit,
+    runtime_containerd,
+    runtime_docker,
+)
+RULES: dict[str, Rule] = {m.ID: m for m in _MODULES}

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from types import ModuleType
 
-from gpuherd.lint.model import Finding, Severity
+from gpuherd.lint.model import Problem, Severity
 from gpuherd.lint.scope import Projects
 from gpuherd.lint.sources.compose import Service
 from gpuherd.lint.sources.device_plugin import PluginConfig
@@ -73,7 +72,6 @@ def node_gpu_count(node: K8sObject) -> int:
 
 
 def finding_at(
-    rule: ModuleType,
     file: str,
     pos: Pos,
     *,
@@ -81,11 +79,10 @@ def finding_at(
     message: str,
     fix: str,
     severity: Severity | None = None,
-) -> Finding:
-    """A finding on anything that is not a Kubernetes object (a file, a service, a config)."""
-    return Finding(
-        rule=rule.ID,
-        severity=severity or rule.SEVERITY,
+) -> Problem:
+    """A problem on anything that is not a Kubernetes object (a file, a service, a config)."""
+    return Problem(
+        severity=severity,
         file=file,
         line=pos.line,
         column=pos.column,
@@ -96,18 +93,16 @@ def finding_at(
 
 
 def judged(
-    rule: ModuleType,
     ctx: LintContext,
     kind: str,
     judge: Callable[[RuntimeFile], Iterable[Judgement]],
-) -> Iterator[Finding]:
-    """Findings from a shared runtime-config judge, on every input file of `kind`."""
+) -> Iterator[Problem]:
+    """Problems from a shared runtime-config judge, on every input file of `kind`."""
     for rf in ctx.runtime_files:
         if rf.kind != kind:
             continue
         for j in judge(rf):
             yield finding_at(
-                rule,
                 rf.file,
                 rf.pos(j.key),
                 label=rf.file.rsplit("/", 1)[-1],
@@ -118,32 +113,29 @@ def judged(
 
 
 def config_finding(
-    rule: ModuleType,
     config: PluginConfig,
     pos: Pos,
     message: str,
     fix: str,
     *,
     severity: Severity | None = None,
-) -> Finding:
+) -> Problem:
     return finding_at(
-        rule, config.file, pos, label=config.label, message=message, fix=fix, severity=severity
+        config.file, pos, label=config.label, message=message, fix=fix, severity=severity
     )
 
 
 def finding(
-    rule: ModuleType,
     subject: K8sObject | Container,
     pos: Pos,
     message: str,
     fix: str,
     *,
     severity: Severity | None = None,
-) -> Finding:
+) -> Problem:
     obj = subject.obj if isinstance(subject, Container) else subject
-    return Finding(
-        rule=rule.ID,
-        severity=severity or rule.SEVERITY,
+    return Problem(
+        severity=severity,
         file=obj.doc.source,
         line=pos.line,
         column=pos.column,

@@ -19,18 +19,18 @@ Fix: add the capability, e.g. `compute,utility,graphics`, or `all`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, gpu_request
 from gpuherd.lint.sources.access import as_list
 from gpuherd.lint.sources.k8s import Container, containers
 from gpuherd.runtimecfg.nvenv import CAPABILITIES, effective_capabilities, needs_from_text
 
 ID = "capabilities"
-SEVERITY = "warning"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "warning"
+OPTIONS: Options = {}
 
 
 def _uses_display(c: Container) -> str | None:
@@ -42,7 +42,7 @@ def _uses_display(c: Container) -> str | None:
     return None
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         for c in containers(obj):
             if gpu_request(c) == 0:
@@ -53,7 +53,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             have, unknown = effective_capabilities(value)
             if unknown:
                 yield finding(
-                    _rule,
                     c,
                     pos,
                     f"NVIDIA_DRIVER_CAPABILITIES has unknown token(s): {', '.join(unknown)}",
@@ -76,7 +75,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             reasons = ", ".join(f"{cap} ({why!r})" for cap, why in sorted(missing.items()))
             wanted = ",".join(sorted(have | set(missing)))
             yield finding(
-                _rule,
                 c,
                 pos,
                 f"NVIDIA_DRIVER_CAPABILITIES is {shown} but the container needs {reasons}",

@@ -17,23 +17,23 @@ Fix: request GPUs through resources.limits and let the device plugin inject them
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from typing import Any
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, pod_gpus
 from gpuherd.lint.sources.k8s import at_path
 
 ID = "cdi"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 _QUALIFIED = re.compile(
     r"^[a-z0-9][a-z0-9.-]*/[a-zA-Z0-9][a-zA-Z0-9._-]*=[a-zA-Z0-9][a-zA-Z0-9:._-]*$"
 )
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         found = obj.pod_spec()
         if found is None:
@@ -53,7 +53,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 bad = [d for d in devices if not _QUALIFIED.match(d)]
                 if bad:
                     yield finding(
-                        _rule,
                         obj,
                         pos,
                         f"malformed CDI device name(s): {', '.join(bad)}",
@@ -64,7 +63,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 if "all" in gpus or len(gpus) > requested:
                     what = "every GPU" if "all" in gpus else f"{len(gpus)} GPU(s)"
                     yield finding(
-                        _rule,
                         obj,
                         pos,
                         f"{key} injects {what} while the pod requests {requested}: the scheduler "

@@ -20,22 +20,26 @@ with `compute,utility` when needed).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding, Severity
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Option, Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding_at
 from gpuherd.lint.sources.access import as_dict, as_list, dig
 from gpuherd.lint.sources.compose import Service
 from gpuherd.runtimecfg.nvenv import CAPABILITIES
 
 ID = "compose-gpu"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {
+    "require_utility": Option(
+        False, "report a missing `utility` capability as a warning even when nothing shows NVML use"
+    ),
+}
 _KNOWN = CAPABILITIES | {"gpu", "nvidia", "tpu"}
 
 
-def _service_findings(svc: Service) -> Iterator[Finding]:
+def _service_findings(svc: Service, require_utility: bool) -> Iterator[Problem]:
     def at(
         rel: tuple[str | int, ...],
         message: str,
@@ -43,10 +47,9 @@ def _service_findings(svc: Service) -> Iterator[Finding]:
         *,
         key: bool = False,
         severity: Severity | None = None,
-    ) -> Finding:
+    ) -> Problem:
         pos = svc.key_pos(*rel) if key else svc.value_pos(*rel)
         return finding_at(
-            _rule,
             svc.doc.source,
             pos,
             label=svc.label,
@@ -118,7 +121,7 @@ def _service_findings(svc: Service) -> Iterator[Finding]:
                 f"capabilities {flat} become NVIDIA_DRIVER_CAPABILITIES={','.join(driver_caps)}: "
                 f"{' and '.join(what[c] for c in lost)} missing",
                 f"add {', '.join(lost)}: {sorted({*flat, *lost})}",
-                severity="warning" if "compute" in lost or uses_smi else "info",
+                severity="warning" if "compute" in lost or uses_smi or require_utility else "info",
             )
 
 
@@ -127,6 +130,6 @@ def _command_text(svc: Service) -> str:
     return " ".join(parts).lower()
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for svc in ctx.compose:
-        yield from _service_findings(svc)
+        yield from _service_findings(svc, options["require_utility"] is True)

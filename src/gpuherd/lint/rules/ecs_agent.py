@@ -17,20 +17,20 @@ Fix: `echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config`, on the ECS GPU-o
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding_at
 from gpuherd.lint.sources.ecs import gpu_count
 from gpuherd.yamlpos import Pos
 
 ID = "ecs-agent"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     gpu_tasks = [t for t in ctx.ecs_tasks if any(gpu_count(c) for _i, c in t.containers())]
     if not gpu_tasks:
         return
@@ -45,7 +45,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             continue
         pos = Pos(line or agent.line, 1)
         yield finding_at(
-            _rule,
             agent.file,
             pos,
             label="ecs.config",

@@ -20,30 +20,29 @@ GPU-optimized AMI, and drop the device mappings and SYS_ADMIN.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding, Severity
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding_at
 from gpuherd.lint.sources.access import as_dict, as_list, dig
 from gpuherd.lint.sources.ecs import TaskDef, gpu_count
 from gpuherd.runtimecfg.nvenv import effective_capabilities, needs_from_text
 
 ID = "ecs-gpu"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 
 
-def _task_findings(task: TaskDef) -> Iterator[Finding]:
+def _task_findings(task: TaskDef) -> Iterator[Problem]:
     def at(
         rel: tuple[str | int, ...],
         label: str,
         message: str,
         fix: str,
         severity: Severity | None = None,
-    ) -> Finding:
+    ) -> Problem:
         return finding_at(
-            _rule,
             task.doc.source,
             task.value_pos(*rel),
             label=label,
@@ -132,6 +131,6 @@ def _task_findings(task: TaskDef) -> Iterator[Finding]:
                 )
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for task in ctx.ecs_tasks:
         yield from _task_findings(task)

@@ -14,18 +14,18 @@ Fix: lower the request, or add a node with more GPUs (time-slicing shares count 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, node_gpu_count, pod_gpus
 
 ID = "gpu-count"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     all_nodes = [o for o in ctx.objects if o.kind == "Node"]
     for obj in ctx.objects:
         wanted = pod_gpus(obj)
@@ -40,7 +40,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             spec = obj.pod_spec()
             pos = obj.value_pos(*spec[0]) if spec else obj.start()
             yield finding(
-                _rule,
                 obj,
                 pos,
                 f"the pod needs {wanted} GPUs at once; {source} has at most {limit}: "

@@ -22,17 +22,21 @@ ends with its client.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Option, Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, pod_gpus
 from gpuherd.lint.sources.access import as_dict, dig
 from gpuherd.lint.sources.k8s import K8sObject, containers
 
 ID = "gpu-job-bounds"
-SEVERITY = "warning"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "warning"
+OPTIONS: Options = {
+    "require_backoff_limit": Option(
+        False, "also flag GPU Jobs without an explicit backoffLimit (the default retries 6 times)"
+    ),
+}
 
 
 _FOREVER = re.compile(r"sleep\s+(infinity|inf)\b|tail\s+-f\s+/dev/null")
@@ -53,7 +57,7 @@ def _never_ends(obj: K8sObject) -> str | None:
     return None
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         if obj.kind not in ("CronJob", "Job") or pod_gpus(obj) == 0:
             continue
@@ -63,7 +67,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             if spec.get("concurrencyPolicy", "Allow") != "Forbid":
                 has = "concurrencyPolicy" in spec
                 yield finding(
-                    _rule,
                     obj,
                     obj.value_pos("spec", "concurrencyPolicy") if has else obj.value_pos("spec"),
                     f"concurrencyPolicy is {spec.get('concurrencyPolicy', 'Allow (default)')}: "
@@ -73,18 +76,24 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             job = as_dict(dig(spec, "jobTemplate", "spec"))
             if "activeDeadlineSeconds" not in job:
                 yield finding(
-                    _rule,
                     obj,
                     obj.value_pos("spec", "jobTemplate"),
                     "no activeDeadlineSeconds: a run stuck on the CPU holds the node for hours",
                     "set jobTemplate.spec.activeDeadlineSeconds",
                 )
                 continue
-        elif "activeDeadlineSeconds" not in spec:
+            continue
+        if options["require_backoff_limit"] and "backoffLimit" not in spec:
+            yield finding(
+                obj,
+                obj.value_pos("spec"),
+                "no backoffLimit: a failing GPU run is retried 6 times (the default)",
+                "set backoffLimit: 1 (or what the job can afford)",
+            )
+        if "activeDeadlineSeconds" not in spec:
             why = _never_ends(obj)
             if why is not None:
                 yield finding(
-                    _rule,
                     obj,
                     obj.value_pos(*job_path),
                     f"the GPU Job never completes ({why}) and has no activeDeadlineSeconds: it "

@@ -16,19 +16,19 @@ Fix: put the GPU count in `limits` (requests may be left out; they default to th
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, is_gpu_resource, parse_count
 from gpuherd.lint.sources.k8s import containers
 
 ID = "gpu-limits"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         for c in containers(obj):
             limits, requests = c.resources("limits"), c.resources("requests")
@@ -38,7 +38,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                         continue
                     if parse_count(value) is None:
                         yield finding(
-                            _rule,
                             c,
                             c.value_pos("resources", section, name),
                             f"{name}: {value!r} is not a whole number of devices",
@@ -50,7 +49,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     continue
                 if name not in limits:
                     yield finding(
-                        _rule,
                         c,
                         c.key_pos("resources", "requests", name),
                         f"{name} is requested but not limited: Kubernetes rejects the pod",
@@ -60,7 +58,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     limits[name]
                 ) != parse_count(value):
                     yield finding(
-                        _rule,
                         c,
                         c.value_pos("resources", "requests", name),
                         f"{name} request {value} differs from its limit {limits[name]}: "

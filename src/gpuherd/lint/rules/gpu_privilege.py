@@ -16,20 +16,20 @@ privilege.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, gpu_request
 from gpuherd.lint.sources.access import as_list, dig
 from gpuherd.lint.sources.k8s import containers
 
 ID = "gpu-privilege"
-SEVERITY = "warning"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "warning"
+OPTIONS: Options = {}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         found = obj.pod_spec()
         if found is None:
@@ -41,7 +41,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             if isinstance(host, dict) and str(host.get("path", "")).startswith("/dev/nvidia"):
                 gpu_volumes.add(str(volume.get("name")))
                 yield finding(
-                    _rule,
                     obj,
                     obj.value_pos(*path, "volumes", i, "hostPath", "path"),
                     f"hostPath {host.get('path')} hands the GPU to the pod behind the scheduler's "
@@ -60,7 +59,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 continue
             if sec.get("privileged") is True:
                 yield finding(
-                    _rule,
                     c,
                     c.value_pos("securityContext", "privileged"),
                     "privileged: true is not needed for a GPU and exposes every device of the node",
@@ -70,7 +68,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             for j, cap in enumerate(caps if isinstance(caps, list) else []):
                 if str(cap).upper().removeprefix("CAP_") == "SYS_ADMIN":
                     yield finding(
-                        _rule,
                         c,
                         c.value_pos("securityContext", "capabilities", "add", j),
                         "SYS_ADMIN is not needed for a GPU and is close to root on the node",

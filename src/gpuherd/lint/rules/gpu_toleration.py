@@ -18,19 +18,19 @@ Fix: add a matching toleration to the pod spec.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, node_gpu_count, pod_gpus
 from gpuherd.lint.rules.sharing import node_labels_selected
 from gpuherd.lint.sources.access import as_dict, as_list
 from gpuherd.lint.sources.k8s import K8sObject
 
 ID = "gpu-toleration"
-SEVERITY = "warning"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "warning"
+OPTIONS: Options = {}
 _GKE_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 # AKS documents tainting GPU node pools with sku=gpu:NoSchedule; no admission plugin adds the
 # toleration there, so GPU pods need it too.
@@ -63,7 +63,7 @@ def _selects_gpu_nodes(spec: dict[str, Any]) -> bool:
     return any("nvidia.com/gpu" in k for k in node_labels_selected(spec))
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     taints: list[tuple[dict[str, Any], str]] = []  # (taint, file of its Node)
     for node in (o for o in ctx.objects if o.kind == "Node" and _gpu_node(o)):
         spec = as_dict(node.data.get("spec"))
@@ -96,7 +96,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 continue
             text = f"{taint.get('key')}={taint.get('value', '')}:{taint.get('effect')}"
             yield finding(
-                _rule,
                 obj,
                 obj.value_pos(*path),
                 f"no toleration for the GPU node taint {text}: the pod cannot schedule there",

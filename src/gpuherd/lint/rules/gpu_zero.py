@@ -13,19 +13,19 @@ Fix: drop the resource and set env NVIDIA_VISIBLE_DEVICES=void.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, is_gpu_resource, parse_count
 from gpuherd.lint.sources.k8s import containers
 
 ID = "gpu-zero"
-SEVERITY = "warning"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "warning"
+OPTIONS: Options = {}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         for c in containers(obj):
             for section in ("limits", "requests"):
@@ -35,7 +35,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                         if hidden in ("void", "none"):
                             continue
                         yield finding(
-                            _rule,
                             c,
                             c.value_pos("resources", section, name),
                             f"{name}: 0 does not hide GPUs: a CUDA image still sees them all "

@@ -20,27 +20,26 @@ Fix: follow the plugin's schema: `resources: [{name: nvidia.com/gpu, replicas: N
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, config_finding, parse_count
 from gpuherd.lint.sources.access import as_dict
 from gpuherd.lint.sources.device_plugin import PluginConfig
 
 ID = "plugin-schema"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 
 
-def _check(config: PluginConfig) -> Iterator[Finding]:
+def _check(config: PluginConfig) -> Iterator[Problem]:
     sharing = config.data.get("sharing")
     if not isinstance(sharing, dict):
         return
     both = [s for s in ("timeSlicing", "mps") if s in sharing]
     if len(both) > 1:
         yield config_finding(
-            _rule,
             config,
             config.key_pos(("sharing", "mps")),
             "sharing sets both timeSlicing and mps: they are mutually exclusive",
@@ -54,7 +53,6 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
     mig = str(as_dict(flags).get("migStrategy", "none"))
     if strategy == "mps" and mig != "none":
         yield config_finding(
-            _rule,
             config,
             config.value_pos(("flags", "migStrategy")),
             f"MPS sharing is not supported with migStrategy {mig}",
@@ -63,7 +61,6 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
     resources = settings.get("resources")
     if not isinstance(resources, list) or not resources:
         yield config_finding(
-            _rule,
             config,
             config.value_pos((*base, "resources")),
             f"{strategy} needs a non-empty `resources` list: the plugin refuses the config",
@@ -74,7 +71,6 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
         here = (*base, "resources", i)
         if not isinstance(res, dict) or not isinstance(res.get("name"), str):
             yield config_finding(
-                _rule,
                 config,
                 config.value_pos(here),
                 "each resource needs a `name` (e.g. nvidia.com/gpu)",
@@ -86,7 +82,6 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
         if count is None or count < 2:
             what = "missing" if replicas is None else f"{replicas!r}"
             yield config_finding(
-                _rule,
                 config,
                 config.value_pos((*here, "replicas")),
                 f"replicas is {what}: it must be a whole number >= 2 (the device plugin "
@@ -96,7 +91,6 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
         devices = res.get("devices")
         if isinstance(devices, str) and devices != "all":
             yield config_finding(
-                _rule,
                 config,
                 config.value_pos((*here, "devices")),
                 f"devices {devices!r}: the only string allowed is 'all'",
@@ -104,7 +98,6 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
             )
         elif isinstance(devices, int) and not isinstance(devices, bool) and devices <= 0:
             yield config_finding(
-                _rule,
                 config,
                 config.value_pos((*here, "devices")),
                 f"devices {devices}: a count must be above 0",
@@ -112,7 +105,6 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
             )
         elif isinstance(devices, list):
             yield config_finding(
-                _rule,
                 config,
                 config.value_pos((*here, "devices")),
                 "per-GPU `devices` lists are dropped: sharing applies to every GPU of the node",
@@ -122,6 +114,6 @@ def _check(config: PluginConfig) -> Iterator[Finding]:
             )
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for config in ctx.plugin_configs:
         yield from _check(config)

@@ -19,18 +19,18 @@ Fix: use a claim whose volume is on the GPU node, or network storage; give local
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding
 from gpuherd.lint.sources.access import as_dict, as_list, dig
 from gpuherd.lint.sources.k8s import K8sObject
 
 ID = "pv-node"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 _HOST = "kubernetes.io/hostname"
 _LOCAL = ("rancher.io/local-path", "kubernetes.io/no-provisioner", "microk8s.io/hostpath")
 
@@ -74,7 +74,7 @@ def _pinned_nodes(spec: dict[str, Any], nodes: list[K8sObject]) -> set[str] | No
     return None
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     nodes = [o for o in ctx.objects if o.kind == "Node"]
     pvcs = {
         (o.namespace or "default", o.name): o
@@ -88,7 +88,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             and sc.data.get("volumeBindingMode", "Immediate") != "WaitForFirstConsumer"
         ):
             yield finding(
-                _rule,
                 sc,
                 sc.value_pos("volumeBindingMode") if "volumeBindingMode" in sc.data else sc.start(),
                 "local StorageClass binds volumes immediately: the volume lands on a node "
@@ -119,7 +118,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             )
             if hosts and not hosts & allowed:
                 yield finding(
-                    _rule,
                     obj,
                     obj.value_pos(*path, "volumes", i, "persistentVolumeClaim", "claimName"),
                     f"claim {claim.get('claimName')} is bound to {pv.name} on "

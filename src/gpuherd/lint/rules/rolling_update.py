@@ -17,21 +17,21 @@ Fix: `strategy: {type: Recreate}` (or RollingUpdate with maxSurge: 0 and maxUnav
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, parse_count
 from gpuherd.lint.rules.sharing import fractional, shared_resources
 from gpuherd.lint.sources.access import as_dict
 from gpuherd.lint.sources.k8s import containers
 
 ID = "rolling-update"
-SEVERITY = "warning"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "warning"
+OPTIONS: Options = {}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         if obj.kind != "Deployment" or fractional(obj):
             continue
@@ -57,7 +57,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             continue
         pos = obj.value_pos("spec", "strategy") if "strategy" in spec else obj.start()
         yield finding(
-            _rule,
             obj,
             pos,
             f"RollingUpdate with maxSurge {surge} on a whole-GPU Deployment: the new pod waits "

@@ -21,16 +21,18 @@ Fix: add `runtimeClassName: nvidia` to the pod spec.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Option, Options, RuleOptions, strings
 from gpuherd.lint.rules.base import LintContext, finding, pod_gpus
 from gpuherd.runtimecfg.containerd import default_runtime, nvidia_entries
 
 ID = "runtime-class"
-SEVERITY = "warning"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "warning"
+OPTIONS: Options = {
+    "classes": Option([], "RuntimeClasses that exist in the cluster though not in the input"),
+}
 
 # RuntimeClasses the distribution creates itself.
 PROFILE_CLASSES = {
@@ -57,7 +59,7 @@ def _runtime_default(ctx: LintContext, file: str) -> tuple[bool, str] | None:
     return None
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         found = obj.pod_spec()
         if found is None or pod_gpus(obj) == 0:
@@ -68,7 +70,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             decided = _runtime_default(ctx, obj.doc.source)
             if decided is not None and not decided[0]:
                 yield finding(
-                    _rule,
                     obj,
                     obj.value_pos(*path),
                     f"GPU pod without runtimeClassName ({decided[1]}): it starts without the "
@@ -81,11 +82,14 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             for o in ctx.objects
             if o.kind == "RuntimeClass" and ctx.same_project(obj.doc.source, o.doc.source)
         }
-        known = set(declared) | PROFILE_CLASSES.get(ctx.profile, set())
+        known = (
+            set(declared)
+            | PROFILE_CLASSES.get(ctx.profile, set())
+            | set(strings(options["classes"]))
+        )
         if known and str(name) not in known:
             where = f" (RuntimeClasses from {', '.join(sorted(set(declared.values())))})"
             yield finding(
-                _rule,
                 obj,
                 obj.value_pos(*path, "runtimeClassName"),
                 f"RuntimeClass {name!r} is not in the input and not created by "

@@ -18,18 +18,18 @@ configure --runtime=containerd` uses `nvidia`).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, judged
 from gpuherd.lint.sources.runtime import RuntimeFile
 from gpuherd.runtimecfg.base import Judgement, Root
 from gpuherd.runtimecfg.containerd import judge_containerd, nvidia_entries
 
 ID = "runtime-containerd"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 
 
 def _unused_names(rf: RuntimeFile, ctx: LintContext) -> list[Judgement]:
@@ -50,9 +50,8 @@ def _unused_names(rf: RuntimeFile, ctx: LintContext) -> list[Judgement]:
     ]
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     return judged(
-        _rule,
         ctx,
         "containerd",
         lambda rf: judge_containerd(rf.data, Root(), check_paths=False) + _unused_names(rf, ctx),

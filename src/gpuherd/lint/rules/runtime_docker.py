@@ -16,20 +16,18 @@ Fix: `sudo nvidia-ctk runtime configure --runtime=docker` writes a correct regis
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, judged
 from gpuherd.runtimecfg.base import Root
 from gpuherd.runtimecfg.docker import judge_daemon_json
 
 ID = "runtime-docker"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
-    return judged(
-        _rule, ctx, "docker", lambda rf: judge_daemon_json(rf.data, Root(), check_paths=False)
-    )
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
+    return judged(ctx, "docker", lambda rf: judge_daemon_json(rf.data, Root(), check_paths=False))

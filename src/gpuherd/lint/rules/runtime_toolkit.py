@@ -20,17 +20,17 @@ to false and use volume-mount device lists.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, judged
 from gpuherd.runtimecfg.toolkit import judge_toolkit_config
 
 ID = "runtime-toolkit"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
-    return judged(_rule, ctx, "toolkit", lambda rf: judge_toolkit_config(rf.data, None))
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
+    return judged(ctx, "toolkit", lambda rf: judge_toolkit_config(rf.data, None))

@@ -17,18 +17,18 @@ Fix: request the advertised name, e.g. `nvidia.com/gpu.shared: 1`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding
 from gpuherd.lint.sources.access import as_dict
 from gpuherd.lint.sources.device_plugin import PluginConfig
 from gpuherd.lint.sources.k8s import K8sObject, containers
 
 ID = "shared-name"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 
 
 _SELECT_LABEL = "nvidia.com/device-plugin.config"
@@ -81,7 +81,7 @@ def _changed(config: PluginConfig) -> dict[str, str]:
     return {o: n for o, n in config.shared_names().items() if o != n}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     node_keys = _node_config_keys(ctx)
     for obj in ctx.objects:
         configs = [c for c in ctx.plugin_configs if ctx.same_project(obj.doc.source, c.file)]
@@ -94,7 +94,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 pos = c.key_pos("resources", "limits", name)
                 if name in renamed:
                     yield finding(
-                        _rule,
                         c,
                         pos,
                         f"{name} is renamed to {renamed[name]} by the device-plugin config: this "
@@ -103,7 +102,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     )
                 elif str(name).endswith(".shared") and not configs:
                     yield finding(
-                        _rule,
                         c,
                         pos,
                         f"{name} needs a device-plugin sharing config with renameByDefault; none "
@@ -113,7 +111,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     )
                 elif str(name).endswith(".shared") and name not in advertised and configs:
                     yield finding(
-                        _rule,
                         c,
                         pos,
                         f"no device-plugin config in the input advertises {name}",

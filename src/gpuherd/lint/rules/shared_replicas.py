@@ -19,20 +19,20 @@ Fix: request 1; to cap memory use per-app limits (vLLM --gpu-memory-utilization)
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, parse_count
 from gpuherd.lint.rules.sharing import shared_resources
 from gpuherd.lint.sources.k8s import containers
 
 ID = "shared-replicas"
-SEVERITY = "warning"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "warning"
+OPTIONS: Options = {}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         cs = containers(obj)
         # advertised name -> failRequestsGreaterThanOne
@@ -47,7 +47,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 pos = c.value_pos("resources", "limits", name)
                 if shared.get(name, False):
                     yield finding(
-                        _rule,
                         c,
                         pos,
                         f"{name}: {count} with failRequestsGreaterThanOne: true: the pod fails "
@@ -57,7 +56,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                     )
                 else:
                     yield finding(
-                        _rule,
                         c,
                         pos,
                         f"{name}: {count} does not buy {count}x GPU time: time-slicing gives every "

@@ -22,21 +22,26 @@ or set `void` to keep GPUs out.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Option, Options, RuleOptions, strings
 from gpuherd.lint.rules.base import LintContext, finding, gpu_request
 from gpuherd.lint.rules.infra import is_gpu_infrastructure
 from gpuherd.lint.sources.k8s import containers
 from gpuherd.runtimecfg.nvenv import grants_gpus, parse_visible
 
 ID = "visible-devices"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {
+    "infrastructure_images": Option(
+        [], "more image name parts that mark GPU infrastructure (your own device plugin, ...)"
+    ),
+}
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
+    extra = strings(options["infrastructure_images"])
     for obj in ctx.objects:
         for c in containers(obj):
             entry = c.env().get("NVIDIA_VISIBLE_DEVICES")
@@ -47,17 +52,17 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             _tokens, error = parse_visible(value)
             if error is not None:
                 yield finding(
-                    _rule,
                     c,
                     pos,
                     f"NVIDIA_VISIBLE_DEVICES={value}: {error}",
                     "use all, none, void, or a comma list of indices or UUIDs",
                 )
-            elif is_gpu_infrastructure(c):
+            elif is_gpu_infrastructure(c) or any(
+                part in str(c.data.get("image", "")) for part in extra
+            ):
                 continue
             elif value.strip().lower() == "all" and gpu_request(c) > 0:
                 yield finding(
-                    _rule,
                     c,
                     pos,
                     f"NVIDIA_VISIBLE_DEVICES=all beside a GPU limit of {gpu_request(c)}: "
@@ -68,7 +73,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
                 )
             elif grants_gpus(value) and gpu_request(c) == 0:
                 yield finding(
-                    _rule,
                     c,
                     pos,
                     f"NVIDIA_VISIBLE_DEVICES={value} gives this container GPUs without a GPU "

@@ -21,11 +21,11 @@ computes safe values), or move a workload to another GPU.
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from collections.abc import Iterator
 
-from gpuherd.lint.model import Finding
+from gpuherd.lint.model import Problem, Severity
+from gpuherd.lint.rules.api import Options, RuleOptions
 from gpuherd.lint.rules.base import LintContext, finding, node_gpu_count
 from gpuherd.lint.sources.access import as_dict
 from gpuherd.lint.sources.k8s import K8sObject
@@ -33,8 +33,8 @@ from gpuherd.spec.from_k8s import MIB, VramClaim, workload_claim
 from gpuherd.units import format_bytes
 
 ID = "vram-oversubscribed"
-SEVERITY = "error"
-_rule = sys.modules[__name__]
+SEVERITY: Severity = "error"
+OPTIONS: Options = {}
 _HOST = "kubernetes.io/hostname"
 
 
@@ -74,7 +74,7 @@ def _has_gpu(node: K8sObject) -> bool:
     )
 
 
-def check(ctx: LintContext) -> Iterator[Finding]:
+def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     gpu_nodes = {o.name: o for o in ctx.objects if o.kind == "Node" and _has_gpu(o)}
     only = next(iter(gpu_nodes)) if len(gpu_nodes) == 1 else None
     groups: dict[str, list[tuple[K8sObject, VramClaim]]] = defaultdict(list)
@@ -100,7 +100,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             obj, _c = vllm[-1]
             parts = ", ".join(f"{o.label} {c.fraction:g}" for o, c in vllm)
             yield finding(
-                _rule,
                 obj,
                 obj.start(),
                 f"vLLM servers on {node} pre-allocate {fractions:.2f} of the GPU together "
@@ -117,7 +116,6 @@ def check(ctx: LintContext) -> Iterator[Finding]:
             obj = resolved[-1][0]
             parts = ", ".join(f"{o.label} {format_bytes(b)}" for o, _c, b in resolved if b)
             yield finding(
-                _rule,
                 obj,
                 obj.start(),
                 f"workloads on {node} declare {format_bytes(declared)} of VRAM, the GPU "
