@@ -14,8 +14,8 @@ import pytest
 
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.submission import Submission
-from gpuherd.ids import JobName
 from gpuherd.gpu.sim import SimHost
+from gpuherd.ids import JobName
 from tests.broker.conftest import seed_config
 from tests.conftest import GIB, HolderFactory, gpuherd_argv
 

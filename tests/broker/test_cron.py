@@ -7,13 +7,12 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from gpuherd.broker.clock import Clock
 from gpuherd.broker.cron import Fire, Missed, Schedule, due, latest_due
 from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import Journal
 from gpuherd.gpu.sim import SimBackend
 from gpuherd.spec import parse_config
-from gpuherd.broker.clock import Clock
-from gpuherd.broker.states import JobState
 from tests.conftest import gpuherd_argv
 
 UTC = ZoneInfo("UTC")

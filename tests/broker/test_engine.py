@@ -9,11 +9,10 @@ from pathlib import Path
 
 from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import Journal
+from gpuherd.broker.states import JobState
 from gpuherd.gpu.sim import SimBackend, SimHost
 from gpuherd.ids import TenantName
 from gpuherd.spec import parse_config
-from gpuherd.broker.records import RestorePlan
-from gpuherd.broker.states import JobState
 from tests.broker.conftest import run_until_idle, seed_config, submit
 from tests.conftest import GIB, HolderFactory, wait_for
 
@@ -178,3 +177,32 @@ def test_replay_restores_a_tenant_a_crash_left_released(
     assert restarted.journal.pending_restores() == []
     kinds = [e.kind for e in restarted.journal.events()]
     assert kinds[-4:] == ["job_restoring", "restore_started", "restored", "job_failed"]
+
+
+def test_a_tenant_removed_from_the_config_is_restored_from_the_journal(
+    sim_dir: Path, holder: HolderFactory, ollama: str, tmp_path: Path
+) -> None:
+    """Whisper was released when the broker died; the operator then removed it from the config.
+    Before, replay raised KeyError at every start (a crash loop) and whisper stayed down. Now
+    the restore runs from the method settings journaled with the release."""
+    whisper = holder("--vram", "3GiB", "--name", "whisper")
+    state = tmp_path / "state"
+    text = config_text(sim_dir, ollama)
+    engine = engine_for(text, sim_dir, state)
+    job = submit(engine, "render")
+    engine.journal.set_job_state(job, JobState.RELEASING)
+    whisper_spec = engine.config.tenants[TenantName("whisper")]
+    release = engine.journal.release_intent(job, "whisper", engine.keeper.plan_for(whisper_spec, 0))
+    whisper.terminate()
+    whisper.wait(timeout=10)
+    engine.journal.mark_released(release, detail={"held": 3 * GIB})
+    engine.journal.close()
+    start = text.index("  whisper:\n")
+    without_whisper = text[:start] + text[text.index("  ollama:\n") :]
+    assert "whisper" not in without_whisper
+    restarted = engine_for(without_whisper, sim_dir, state)
+    restarted.replay()
+    wait_for(lambda: used(sim_dir) == 7 * GIB)  # whisper holds its 3 GiB again
+    assert restarted.journal.pending_restores() == []
+    (restored,) = [e.message for e in restarted.journal.events() if e.kind == "restored"]
+    assert restored == "restored via signal (no longer in the config; restored from the journal)"

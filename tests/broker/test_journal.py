@@ -15,6 +15,7 @@ from gpuherd.broker.records import Handle, RestorePlan
 from gpuherd.broker.states import JobState
 from gpuherd.broker.submission import Submission
 from gpuherd.ids import JobName
+from gpuherd.spec.model import TenantSpec
 
 
 def sub(name: str, key: str | None = None) -> Submission:
@@ -22,7 +23,13 @@ def sub(name: str, key: str | None = None) -> Submission:
 
 
 def plan(kind: str) -> RestorePlan:
-    return RestorePlan(method={kind: {}}, index=0, gpu="gpu0", restore_timeout=30.0, health=None)
+    method = (
+        {"command": {"release": ["stop"], "restore": ["start"]}}
+        if kind == "command"
+        else {kind: {}}
+    )
+    tenant = TenantSpec.model_validate({"gpu": "gpu0", "vram": "1GiB", "preempt": [method]})
+    return RestorePlan(tenant=tenant, index=0)
 
 
 class Clock:
@@ -104,7 +111,8 @@ from gpuherd.broker.submission import Submission
 j = Journal(Path(sys.argv[1]))
 job = j.submit(Submission(job="render"))
 print(job, flush=True)
-plan = lambda kind: RestorePlan({kind: {}}, 0, "gpu0", 30.0, None)
+from gpuherd.spec.model import TenantSpec
+plan = lambda kind: RestorePlan(TenantSpec(vram="1GiB", preempt=[{kind: {}}]), 0)
 r1 = j.release_intent(job, "ollama", plan("ollama"))
 j.mark_released(r1, detail={})
 j.release_intent(job, "whisper", plan("signal"))  # the intent is written; the release never ends

@@ -104,7 +104,7 @@ def test_launch_environment_and_exit(tmp_path: Path) -> None:
 def test_a_job_that_cannot_start_raises_launch_error(tmp_path: Path) -> None:
     launcher = LocalLauncher()
     for argv in (["/no/such/renderer"], ["echo", "nul\x00byte"]):
-        spec = JobSpec(vram=1, command=argv)  # type: ignore[arg-type]
+        spec = JobSpec(vram=1, command=argv)
         with pytest.raises(LaunchError):
             launcher.launch(JobId("x"), spec, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
 

@@ -10,53 +10,36 @@ released are restored.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpuherd.broker import results
-from gpuherd.broker.accounting import NOTHING, Held, device_for, held_by_tenant
+from gpuherd.broker.accounting import (
+    NOTHING,
+    Held,
+    device_for,
+    gpu_states,
+    held_by_tenant,
+    tenant_states,
+)
 from gpuherd.broker.checks import preflight, success
 from gpuherd.broker.clock import SYSTEM, Clock
 from gpuherd.broker.faults import crash_point
 from gpuherd.broker.firing import fire_schedules
+from gpuherd.broker.following import Followed, Published, must_stop
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.keeper import Keeper
 from gpuherd.broker.launcher import LAUNCHERS, Exited, Launcher, LaunchError
-from gpuherd.broker.records import Handle, JobRow
-from gpuherd.broker.scheduler import GpuState, JobRequest, Preempt, TenantState, Wait, schedule
+from gpuherd.broker.records import JobRow
+from gpuherd.broker.scheduler import JobRequest, Preempt, Wait, schedule
 from gpuherd.broker.states import JobState
 from gpuherd.gpu.base import GpuBackend, GpuSnapshot
 from gpuherd.ids import JobId, TenantName
-from gpuherd.spec.model import Config, GpuSpec, JobSpec, NotOnCpuCheck
+from gpuherd.spec.model import Config, JobSpec
 
 _ENDING = (JobState.RELEASING, JobState.STARTING, JobState.RUNNING, JobState.RESTORING)
-
-
-@dataclass
-class Followed:
-    """A job whose process the engine follows."""
-
-    row: JobRow
-    job: JobSpec
-    gpu: GpuSpec
-    handle: Handle
-    workdir: Path
-    vram: int  # what it was admitted with, in bytes: promised to it until it exits
-    gpu_seen_at: float | None = None  # when one of its processes first showed on the GPU
-    peak_vram: int = 0
-    vram_now: int = 0
-    stopped_for: str | None = None  # why the broker stopped it (timeout, not on the GPU, cancel)
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    """What the engine saw at its last step, swapped in whole: readers need no lock."""
-
-    snapshot: GpuSnapshot | None = None
-    waiting: Mapping[JobId, str] = field(default_factory=dict)
-    vram: Mapping[JobId, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,34 +84,6 @@ class Engine:
         """A running job keeps its whole `vram` until it exits: one that has not allocated yet
         (or freed before exiting) would otherwise lend out room it or its tenants need."""
         return sum(max(0, f.vram - f.vram_now) for f in self.followed.values() if f.gpu.name == gpu)
-
-    def _gpu_states(self, snap: GpuSnapshot) -> list[GpuState]:
-        states = []
-        for gpu in self.config.gpus or []:
-            dev = device_for(gpu, snap)
-            if dev is not None:
-                free = dev.memory_free - gpu.reserve
-                states.append(GpuState(name=gpu.name, free=free, promised=self._promised(gpu.name)))
-        return states
-
-    def _tenant_states(self, held: dict[TenantName, Held]) -> list[TenantState]:
-        released = {r.tenant for r in self.journal.releases(open_only=True)}
-        restored_at = self.journal.last_restored()
-        costs = self.journal.restore_costs()
-        return [
-            TenantState(
-                name=name,
-                gpu=t.gpu or "",
-                priority=t.priority,
-                preemptible=t.preemptible,
-                held=held.get(name, NOTHING).bytes,
-                max_downtime=t.max_downtime,
-                state="released" if name in released else "running",
-                cooldown_until=None if name not in restored_at else restored_at[name] + t.cooldown,
-                restore_cost=costs.get(name, 0.0),
-            )
-            for name, t in self.config.tenants.items()
-        ]
 
     def job_of(self, row: JobRow) -> JobSpec | None:
         """What a queued or running job runs: its ad hoc fields, else its config entry."""
@@ -180,8 +135,8 @@ class Engine:
                 )
             )
         decisions = schedule(
-            gpus=self._gpu_states(snap),
-            tenants=self._tenant_states(held),
+            gpus=gpu_states(self.config, snap, self._promised),
+            tenants=tenant_states(self.config, self.journal, held),
             queue=requests,
             now=self.clock.now(),
         )
@@ -246,7 +201,7 @@ class Engine:
             f.peak_vram = max(f.peak_vram, f.vram_now)
             exited = self._launcher.poll(f.handle)
             if exited is None:
-                f.stopped_for = f.stopped_for or self._must_stop(f, now - (f.row.started_at or now))
+                f.stopped_for = f.stopped_for or must_stop(f, now - (f.row.started_at or now))
                 if f.stopped_for is None:
                     continue
                 self.journal.record("job_stopping", f.stopped_for, job_id=job_id)
@@ -254,22 +209,6 @@ class Engine:
             self._finish(job_id, f, exited)
             ended += 1
         return ended
-
-    def _must_stop(self, f: Followed, elapsed: float) -> str | None:
-        if elapsed > f.job.timeout:
-            return f"timed out after {elapsed:.0f}s (timeout {f.job.timeout:g}s)"
-        for check in f.job.success:
-            if (
-                isinstance(check, NotOnCpuCheck)
-                and f.gpu_seen_at is None
-                and elapsed > check.within
-            ):
-                # A render on llvmpipe runs for hours; stop it now, not at the end.
-                return (
-                    f"not on the GPU after {check.within:g}s: stopped early "
-                    "(it is probably rendering or computing on the CPU)"
-                )
-        return None
 
     def _finish(self, job_id: JobId, f: Followed, exited: Exited) -> None:
         del self.followed[job_id]

@@ -242,7 +242,7 @@ class Journal:
 
     def release_intent(self, job_id: JobId, tenant: str, plan: RestorePlan) -> int:
         """Recorded BEFORE anything is done to the tenant, with all a restore will need."""
-        kind = next(iter(plan.method))
+        kind = plan.method.kind
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO releases (job_id, tenant, method, state, created_at, plan) "

@@ -24,19 +24,10 @@ from gpuherd.broker.records import ReleaseRow, RestorePlan
 from gpuherd.broker.states import ReleaseState
 from gpuherd.gpu.base import GpuBackend
 from gpuherd.ids import JobId, TenantName
-from gpuherd.spec.model import Config, Health, TenantSpec, method_from_settings
+from gpuherd.spec.model import Config, TenantSpec
 from gpuherd.units import format_bytes
 
-_NO_HEALTH_ROOM = 10.0  # at most this long waiting for room before a restore counts as failed
-
-
-def _health(plan: RestorePlan) -> Health | None:
-    if plan.health is None:
-        return None
-    from pydantic import TypeAdapter
-
-    adapter: TypeAdapter[Health] = TypeAdapter(Health)
-    return adapter.validate_python(plan.health)
+_ROOM_WAIT = 10.0  # at most this long waiting for room before a restore counts as failed
 
 
 @dataclass
@@ -49,28 +40,25 @@ class Keeper:
     poll: float
     promised: Callable[[str], int]  # bytes promised to started jobs on a GPU (by name)
 
-    def held(self, tenant: str) -> int:
-        return (
-            held_by_tenant(self.backend.snapshot(), self.config)
-            .get(TenantName(tenant), NOTHING)
-            .bytes
-        )
+    def held(self, tenant: TenantName, spec: TenantSpec) -> int:
+        """What its processes hold now, found by its declaration (the journaled one for a
+        tenant no longer in the config)."""
+        config = self.config
+        if config.tenants.get(tenant) != spec:
+            config = config.model_copy(update={"tenants": {**config.tenants, tenant: spec}})
+        return held_by_tenant(self.backend.snapshot(), config).get(tenant, NOTHING).bytes
 
-    def _wait_held(self, tenant: str, ok: Callable[[int], bool], timeout: float) -> bool:
+    def _wait_held(
+        self, tenant: TenantName, spec: TenantSpec, ok: Callable[[int], bool], timeout: float
+    ) -> bool:
         return wait_until(
-            lambda: ok(self.held(tenant)), timeout=timeout, poll=self.poll, clock=self.clock
+            lambda: ok(self.held(tenant, spec)), timeout=timeout, poll=self.poll, clock=self.clock
         )
 
     # --- release ------------------------------------------------------------------------------
 
     def plan_for(self, spec: TenantSpec, index: int) -> RestorePlan:
-        return RestorePlan(
-            method=spec.preempt[index].settings(),
-            index=index,
-            gpu=spec.gpu,
-            restore_timeout=spec.restore_timeout,
-            health=None if spec.health is None else spec.health.settings(),
-        )
+        return RestorePlan(tenant=spec, index=index)
 
     def release(self, job_id: JobId, tenant: TenantName, held: Held) -> bool:
         """Try the tenant's methods in order until the backend shows its memory gone."""
@@ -93,7 +81,7 @@ class Keeper:
                 self.journal.record("release_failed", str(exc), job_id=job_id, tenant=tenant)
                 detail = None
             if detail is not None and self._wait_held(
-                tenant, lambda b: b == 0, spec.release_timeout
+                tenant, spec, lambda b: b == 0, spec.release_timeout
             ):
                 self.journal.mark_released(release_id, detail={**detail, "held": held.bytes})
                 crash_point("after_release")
@@ -162,33 +150,32 @@ class Keeper:
 
     def _try_restore(self, release: ReleaseRow, plan: RestorePlan) -> str | None:
         """Restore with the method that released it and verify; None on success, else why."""
-        health = _health(plan)
-        tenant = release.tenant
-        if self.held(tenant) > 0:
+        spec, tenant = plan.tenant, release.tenant
+        if self.held(tenant, spec) > 0:
             # Trust the hardware: it holds memory, so it runs (a crash hit between the intent
             # and the release, or it came back by itself). Restoring would start it twice;
             # only its health check, if it has one, may still say no.
-            why = None if health is None else probe(health, timeout=10.0)
+            why = None if spec.health is None else probe(spec.health, timeout=10.0)
             return None if why is None else f"health check: {why}"
         expected = int(release.detail.get("held", 1) or 0)
-        short = self._room_short(
-            plan.gpu, expected, timeout=min(plan.restore_timeout, _NO_HEALTH_ROOM)
-        )
+        wait = min(spec.restore_timeout, _ROOM_WAIT)
+        short = self._room_short(spec.gpu, expected, timeout=wait)
         if short is not None:
             # Do not even try: a model load would OOM and a cuda-checkpoint restore without
             # room fails for good. Retried with backoff once the memory is back.
             return short
-        ctx = ActContext(tenant=tenant, pids=(), log_dir=self.log_dir, timeout=plan.restore_timeout)
-        deadline = self.clock.monotonic() + plan.restore_timeout
+        ctx = ActContext(tenant=tenant, pids=(), log_dir=self.log_dir, timeout=spec.restore_timeout)
+        deadline = self.clock.monotonic() + spec.restore_timeout
         try:
-            actuator_for(method_from_settings(plan.method)).restore(ctx, release.detail)
+            actuator_for(plan.method).restore(ctx, release.detail)
         except (ActuatorError, UnsupportedMethod) as exc:
             return str(exc)
-        if expected and not self._wait_held(tenant, lambda b: b > 0, plan.restore_timeout):
+        back = self._wait_held(tenant, spec, lambda b: b > 0, spec.restore_timeout)
+        if expected and not back:
             return "its memory did not come back in time"
-        if health is not None:  # memory alone does not prove it serves
+        if spec.health is not None:  # memory alone does not prove it serves
             left = max(deadline - self.clock.monotonic(), 1.0)
-            why = wait_healthy(health, left, poll=min(self.poll * 5, 0.5))
+            why = wait_healthy(spec.health, left, poll=min(self.poll * 5, 0.5))
             if why is not None:
                 return f"health check: {why}"
         return None

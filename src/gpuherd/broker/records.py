@@ -9,6 +9,7 @@ from typing import Any
 from gpuherd.broker.states import JobState, ReleaseState
 from gpuherd.broker.submission import Submission
 from gpuherd.ids import JobId, TenantName
+from gpuherd.spec.model import PreemptMethod, TenantSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,40 +53,27 @@ class JobRow:
 
 @dataclass(frozen=True, slots=True)
 class RestorePlan:
-    """Everything a restore needs, journaled with the release: the method's settings, its
-    place in the tenant's list, and the tenant's GPU, restore timeout and health check. A
-    tenant removed from the config since is still restored from this."""
+    """Everything a restore needs, journaled with the release: the tenant's whole declaration
+    as it was (its methods, how to find its processes, GPU, restore timeout, health) and which
+    method released it. A tenant removed from the config since is still restored from this."""
 
-    method: dict[str, Any]
-    index: int
-    gpu: str | None
-    restore_timeout: float
-    health: dict[str, Any] | None
+    tenant: TenantSpec
+    index: int  # of the method in the tenant's `preempt` list
+
+    @property
+    def method(self) -> PreemptMethod:
+        return self.tenant.preempt[self.index]
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "method": self.method,
-                "index": self.index,
-                "gpu": self.gpu,
-                "restore_timeout": self.restore_timeout,
-                "health": self.health,
-            },
-            sort_keys=True,
-        )
+        spec = self.tenant.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        return json.dumps({"tenant": spec, "index": self.index}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None) -> RestorePlan | None:
         if not text:
             return None
         data = json.loads(text)
-        return cls(
-            method=data["method"],
-            index=int(data["index"]),
-            gpu=data.get("gpu"),
-            restore_timeout=float(data["restore_timeout"]),
-            health=data.get("health"),
-        )
+        return cls(tenant=TenantSpec.model_validate(data["tenant"]), index=int(data["index"]))
 
 
 @dataclass(frozen=True, slots=True)

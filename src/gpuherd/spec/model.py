@@ -392,14 +392,6 @@ else:
     PreemptMethod = tagged_union("preempt method", *_METHODS)
 
 
-def method_from_settings(settings: dict[str, Any]) -> PreemptMethod:
-    """A method back from its journaled `settings()`."""
-    from pydantic import TypeAdapter
-
-    adapter: TypeAdapter[PreemptMethod] = TypeAdapter(PreemptMethod)
-    return adapter.validate_python(settings)
-
-
 class UrlHealth(Tagged):
     KIND = "url"
     SCALAR = "url"
