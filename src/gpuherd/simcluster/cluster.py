@@ -130,12 +130,11 @@ class SimCluster:
         controllers = Controllers(self.store, tick=self.tick)
         self._spawn("api-server", self._server.serve_forever)
         self._spawn("controllers", lambda: controllers.run(self._stop))
-        from gpuherd.simcluster.kubelet import attach_loop
+        from gpuherd.simcluster.kubelet import attach_loop, run_kubelets
 
         kubelets = list(self.kubelets.values())
         self._spawn("attribution", lambda: attach_loop(kubelets, self._stop))
-        for kubelet in self.kubelets.values():
-            self._spawn(f"kubelet-{kubelet.node.name}", lambda k=kubelet: k.run(self._stop))
+        self._spawn("kubelets", lambda: run_kubelets(kubelets, self.store, self._stop, self.tick))
         self._write_kubeconfig()
 
     def _spawn(self, name: str, target: object) -> None:

@@ -7,7 +7,7 @@ import logging
 import threading
 
 from gpuherd.simcluster import jobs, scheduler, workloads
-from gpuherd.simcluster.podutil import PODS
+from gpuherd.simcluster.podutil import PODS, by_owner
 from gpuherd.simcluster.store import Store
 
 log = logging.getLogger(__name__)
@@ -22,18 +22,19 @@ class Controllers:
     def reconcile(self) -> None:
         store = self.store
         workloads.collect_garbage(store)
-        # One read of the pods per pass: each owner only counts its own pods, and what a
-        # pass creates shows in the next pass, which that change starts at once.
-        pods = store.list(PODS)[0]
-        replicasets = store.list(workloads.REPLICASETS)[0]
-        for deploy in store.list(workloads.DEPLOYMENTS)[0]:
-            workloads.sync_deployment(store, deploy, replicasets, pods)
-        for rs in store.list(workloads.REPLICASETS)[0]:
-            workloads.sync_replicaset(store, rs, pods)
-        for sts in store.list(workloads.STATEFULSETS)[0]:
-            workloads.sync_statefulset(store, sts, pods)
-        for job in store.list(jobs.JOBS)[0]:
-            jobs.sync_job(store, job, pods)
+        # One read-only view per pass, indexed by owner: each controller only counts its own
+        # objects, and what a pass creates shows in the next pass, which that change starts.
+        pods = store.list(PODS, borrow=True)[0]
+        replicasets = store.list(workloads.REPLICASETS, borrow=True)[0]
+        children = by_owner(pods, replicasets)
+        for deploy in store.list(workloads.DEPLOYMENTS, borrow=True)[0]:
+            workloads.sync_deployment(store, deploy, children)
+        for rs in store.list(workloads.REPLICASETS, borrow=True)[0]:
+            workloads.sync_replicaset(store, rs, children)
+        for sts in store.list(workloads.STATEFULSETS, borrow=True)[0]:
+            workloads.sync_statefulset(store, sts, children)
+        for job in store.list(jobs.JOBS, borrow=True)[0]:
+            jobs.sync_job(store, job, children)
         scheduler.schedule(store)
 
     def run(self, stop: threading.Event) -> None:

@@ -67,6 +67,8 @@ class ApiServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, delayed ACKs add 40 ms to each.
+    disable_nagle_algorithm = True
     server: ApiServer
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from gpuherd.simcluster import errors
 from gpuherd.simcluster.podutil import (
+    Children,
     create_pod,
     delete_pod,
     owned,
@@ -61,11 +62,11 @@ def _fail(status: Obj, reason: str, message: str) -> None:
     _set_condition(status, _condition("Failed", "True", reason, message))
 
 
-def sync_job(store: Store, job: Obj, pods: list[Obj]) -> None:  # noqa: PLR0912 - the controller's one decision table
+def sync_job(store: Store, job: Obj, children: Children) -> None:  # noqa: PLR0912 - the controller's one decision table
     _meta, spec = job["metadata"], job["spec"]
     status: Obj = dict(job.get("status") or {})
     status["conditions"] = list(status.get("conditions") or [])
-    mine = owned(pods, job)
+    mine = owned(children, job)
     active = [p for p in mine if phase(p) not in ("Succeeded", "Failed") and not terminating(p)]
     succeeded = sum(phase(p) == "Succeeded" for p in mine)
     restarts = sum(

@@ -27,7 +27,7 @@ from gpuherd.simcluster.containers import Container, start_container
 from gpuherd.simcluster.nodes import GPU, NodeSpec, node_ip
 from gpuherd.simcluster.podutil import PODS
 from gpuherd.simcluster.scheduler import pod_requests
-from gpuherd.simcluster.store import Store, now_iso
+from gpuherd.simcluster.store import Store, clone, now_iso
 
 Obj = dict[str, Any]
 __all__ = ["Kubelet", "PodRun", "cgroup_text"]
@@ -79,22 +79,17 @@ class Kubelet:
         self._lock = threading.Lock()
 
     # loop --------------------------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            with self._lock:
-                if stop.is_set():
-                    break
-                try:
-                    self.sync()
-                except errors.ApiError:
-                    pass  # a pod deleted under us; the next pass sees the new state
-                except Exception:  # a kubelet bug must not stop the node; it is logged
-                    log.exception("simulated kubelet %s failed one pass", self.node.name)
-            stop.wait(self.tick)
+    def run_once(self, pods: list[Obj]) -> None:
+        """One pass over the pods bound to this node (read-only views from the store)."""
+        with self._lock:
+            try:
+                self.sync(pods)
+            except errors.ApiError:
+                pass  # a pod deleted under us; the next pass sees the new state
+            except Exception:  # a kubelet bug must not stop the node; it is logged
+                log.exception("simulated kubelet %s failed one pass", self.node.name)
 
-    def sync(self) -> None:
-        me = self.node.name
-        pods, _ = self.store.list(PODS, where=lambda p: p["spec"].get("nodeName") == me)
+    def sync(self, pods: list[Obj]) -> None:
         present = {p["metadata"]["uid"] for p in pods}
         for uid in [u for u in self.runs if u not in present]:
             self._kill_now(self.runs.pop(uid))  # force-deleted: no grace left
@@ -269,7 +264,10 @@ class Kubelet:
             )
             status.setdefault("startTime", now_iso())
 
-        self.store.mutate(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], write)
+        trial = clone(pod)
+        write(trial)
+        if trial.get("status") != pod.get("status"):  # most passes change nothing
+            self.store.mutate(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], write)
 
     # ending ------------------------------------------------------------------------------------
     def _terminate(self, pod: Obj, run: PodRun | None) -> None:
@@ -374,3 +372,20 @@ def attach_loop(kubelets: list[Kubelet], stop: threading.Event, interval: float 
             children = children_map()
             for kubelet in kubelets:
                 kubelet.attach_children(children)
+
+
+def run_kubelets(kubelets: list[Kubelet], store: Store, stop: threading.Event, tick: float) -> None:
+    """Every kubelet's passes from one thread and one read of the pods per tick: threads per
+    node polling the store would contend for its lock and the GIL."""
+    by_name = {k.node.name: k for k in kubelets}
+    while not stop.is_set():
+        mine: dict[str, list[Obj]] = {name: [] for name in by_name}
+        for pod in store.list(PODS, borrow=True)[0]:
+            node = pod["spec"].get("nodeName")
+            if node in mine:
+                mine[node].append(pod)
+        for name, kubelet in by_name.items():
+            if stop.is_set():
+                break
+            kubelet.run_once(mine[name])
+        stop.wait(tick)

@@ -32,9 +32,22 @@ def controller_uid(obj: Obj) -> str | None:
     return None
 
 
-def owned(objects: list[Obj], owner: Obj) -> list[Obj]:
-    uid = owner["metadata"]["uid"]
-    return [o for o in objects if controller_uid(o) == uid]
+Children = dict[str, list[Obj]]  # controller uid -> the objects it controls
+
+
+def by_owner(*groups: list[Obj]) -> Children:
+    """Index objects by their controller's uid, once per controller pass."""
+    index: Children = {}
+    for objects in groups:
+        for obj in objects:
+            uid = controller_uid(obj)
+            if uid is not None:
+                index.setdefault(uid, []).append(obj)
+    return index
+
+
+def owned(children: Children, owner: Obj) -> list[Obj]:
+    return children.get(owner["metadata"]["uid"], [])
 
 
 def phase(pod: Obj) -> str:

@@ -181,8 +181,8 @@ def _set_scheduled(pod: Obj, status: str, reason: str | None, message: str | Non
 
 def schedule(store: Store) -> None:
     """One pass: bind every Pending, unbound pod that fits somewhere."""
-    pods, _ = store.list(PODS)
-    nodes, _ = store.list(NODES)
+    pods, _ = store.list(PODS, borrow=True)
+    nodes, _ = store.list(NODES, borrow=True)
     used = _allocated(pods)
     for pod in pods:
         meta, spec = pod["metadata"], pod["spec"]

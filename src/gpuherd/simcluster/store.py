@@ -91,14 +91,18 @@ class Store:
         res: Resource,
         namespace: str | None = None,
         where: Callable[[Obj], bool] | None = None,
+        *,
+        borrow: bool = False,
     ) -> tuple[_List[Obj], int]:
+        """Matching objects in (namespace, name) order. `borrow=True` hands out the stored
+        objects themselves, for readers that never change them (controllers, kubelets)."""
         with self.lock:
             items = [
-                clone(o)
+                o
                 for (ns, _n), o in sorted(self._bucket(res).items())
                 if (namespace is None or ns == namespace) and (where is None or where(o))
             ]
-            return items, self.rv
+            return (items if borrow else [clone(o) for o in items]), self.rv
 
     def state_at(self, res: Resource, rv: int) -> _List[Obj]:
         """The objects as they were at `rv`: current state with later changes undone."""

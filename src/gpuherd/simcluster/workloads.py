@@ -11,6 +11,7 @@ from typing import Any
 from gpuherd.simcluster import errors
 from gpuherd.simcluster.podutil import (
     PODS,
+    Children,
     controller_uid,
     create_pod,
     delete_pod,
@@ -27,6 +28,7 @@ DEPLOYMENTS, REPLICASETS, STATEFULSETS = (
     BY_KIND[k] for k in ("Deployment", "ReplicaSet", "StatefulSet")
 )
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+_HASHES: dict[tuple[str, int], str] = {}
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
@@ -53,8 +55,8 @@ def _deletion_rank(pod: Obj, colocated: dict[str, int]) -> tuple[Any, ...]:
     )
 
 
-def sync_replicaset(store: Store, rs: Obj, pods: list[Obj]) -> None:
-    mine = owned(pods, rs)
+def sync_replicaset(store: Store, rs: Obj, children: Children) -> None:
+    mine = owned(children, rs)
     active = [p for p in mine if not terminating(p) and phase(p) not in ("Succeeded", "Failed")]
     want = int(rs["spec"].get("replicas", 1))
     for _ in range(want - len(active)):
@@ -92,11 +94,16 @@ def _template_hash(template: Obj) -> str:
     return "".join(ch for ch in digest if ch in "bcdfghjklmnpqrstvwxz2456789")[:10] or "0"
 
 
-def sync_deployment(store: Store, deploy: Obj, replicasets: list[Obj], pods: list[Obj]) -> None:
+def sync_deployment(store: Store, deploy: Obj, children: Children) -> None:
     meta, spec = deploy["metadata"], deploy["spec"]
-    template_hash = _template_hash(spec["template"])
+    key = (meta["uid"], int(meta.get("generation", 1)))  # the template changes only with these
+    if key not in _HASHES:
+        if len(_HASHES) > 10_000:
+            _HASHES.clear()
+        _HASHES[key] = _template_hash(spec["template"])
+    template_hash = _HASHES[key]
     name = f"{meta['name']}-{template_hash}"
-    mine = owned(replicasets, deploy)
+    mine = owned(children, deploy)
     want = int(spec.get("replicas", 1))
     current = next((rs for rs in mine if rs["metadata"]["name"] == name), None)
     if current is None:
@@ -140,7 +147,7 @@ def sync_deployment(store: Store, deploy: Obj, replicasets: list[Obj], pods: lis
                 ] = str(want)
 
             store.mutate(REPLICASETS, meta["namespace"], rs["metadata"]["name"], scale)
-    mine_pods = [p for rs in mine for p in owned(pods, rs) if not terminating(p)]
+    mine_pods = [p for rs in mine for p in owned(children, rs) if not terminating(p)]
     n_ready = sum(ready(p) for p in mine_pods)
     updated = [p for p in mine_pods if controller_uid(p) == current["metadata"]["uid"]]
     status: Obj = {"observedGeneration": meta.get("generation", 1)}
@@ -187,11 +194,11 @@ def _condition(old: Obj | None, kind: str, status: str, reason: str, message: st
     }
 
 
-def sync_statefulset(store: Store, sts: Obj, pods: list[Obj]) -> None:
+def sync_statefulset(store: Store, sts: Obj, children: Children) -> None:
     meta, spec = sts["metadata"], sts["spec"]
     want = int(spec.get("replicas", 1))
     ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
-    mine = {p["metadata"]["name"]: p for p in owned(pods, sts)}
+    mine = {p["metadata"]["name"]: p for p in owned(children, sts)}
     for i in range(want):
         name = f"{meta['name']}-{i}"
         pod = mine.get(name)
@@ -237,10 +244,10 @@ def collect_garbage(store: Store) -> None:
     uids = {
         o["metadata"]["uid"]
         for res in (DEPLOYMENTS, REPLICASETS, STATEFULSETS, BY_KIND["Job"])
-        for o in store.list(res)[0]
+        for o in store.list(res, borrow=True)[0]
     }
     for res in (REPLICASETS, PODS):
-        for obj in store.list(res)[0]:
+        for obj in store.list(res, borrow=True)[0]:
             uid = controller_uid(obj)
             if uid is None or uid in uids:
                 continue
