@@ -54,8 +54,13 @@ def test_version() -> None:
     assert result.stdout.strip() == "gpuherd 0.1.0"
 
 
-def test_validate_ok_prints_summary() -> None:
-    result = run("validate", "-c", str(ROOT / "examples" / "homelab.yaml"))
+def test_validate_ok_prints_summary(tmp_path: Path) -> None:
+    # The homelab example without its Kubernetes methods: those need `serve --kubernetes`.
+    lines = (ROOT / "examples" / "homelab.yaml").read_text().splitlines(keepends=True)
+    config = tmp_path / "homelab.yaml"
+    kept = "".join(line for line in lines if "- kubernetes:" not in line)
+    config.write_text(kept.replace("    preempt:\n\n", "    preempt: []\n\n"))
+    result = run("validate", "-c", str(config))
     assert result.returncode == 0, result.stderr
     assert "valid (version 1)" in result.stdout
     for name in ("plex", "ollama", "vllm", "mapshot-render", "gpu01-ada"):
@@ -266,3 +271,62 @@ def test_pid_file_match_on_real_processes(
     mine.terminate()
     mine.wait(timeout=10)
     assert not pid_file.exists()  # the holder removes its pid file on a clean exit
+
+
+EVERY_METHOD = """\
+version: 1
+tenants:
+  t:
+    vram: 1GiB
+    preempt:
+      - ollama: {}
+      - vllm-sleep: {}
+      - http: {preset: comfyui, url: "http://127.0.0.1:8188"}
+      - command: {release: [stop], restore: [start]}
+      - signal: {}
+      - checkpoint: {}
+      - kubernetes: {name: t}
+"""
+
+
+def test_validate_refuses_methods_this_gpuherd_cannot_run(tmp_path: Path) -> None:
+    """Before, validate accepted checkpoint and kubernetes methods the broker then could not
+    run ("could not release" at 4 AM). A config is valid only if everything in it can run."""
+    from gpuherd.actuators.factory import ALL_MODES, unavailable_kinds
+
+    config = tmp_path / "gpuherd.yaml"
+    config.write_text(EVERY_METHOD)
+    result = run("validate", "-c", str(config))
+    cannot = unavailable_kinds(modes=ALL_MODES)
+    order = ["ollama", "vllm-sleep", "http", "command", "signal", "checkpoint", "kubernetes"]
+    expected = [
+        f"{config}:{6 + i}:9: tenants.t.preempt[{i}].{kind}: {cannot[kind]}"
+        for i, kind in enumerate(order)
+        if kind in cannot
+    ]
+    assert result.returncode == (2 if expected else 0), result.stderr
+    assert result.stderr.splitlines()[:-1] == expected
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_names_the_methods_it_cannot_run(tmp_path: Path, sim_dir: Path) -> None:
+    config = tmp_path / "gpuherd.yaml"
+    config.write_text(EVERY_METHOD)
+    result = run(
+        "serve",
+        "-c",
+        str(config),
+        "--backend",
+        "sim",
+        "--sim-dir",
+        str(sim_dir),
+        "--state",
+        str(tmp_path / "state"),
+        "--socket",
+        str(tmp_path / "s.sock"),
+    )
+    assert result.returncode == 2
+    assert (
+        f"{config}:12:9: tenants.t.preempt[6].kubernetes: the kubernetes method " in result.stderr
+    )
+    assert not (tmp_path / "s.sock").exists()

@@ -44,7 +44,9 @@ _FACTORIES: dict[type[Any], Callable[[Any], Actuator]] = {
 }
 
 # Methods that only work in a mode of the broker: kind -> (mode, the flag that turns it on).
-NEEDS: dict[str, tuple[str, str]] = {}
+NEEDS: dict[str, tuple[str, str]] = {
+    "kubernetes": ("kubernetes", "the Kubernetes mode (gpuherd serve --kubernetes)"),
+}
 ALL_MODES = frozenset(mode for mode, _ in NEEDS.values())
 
 
@@ -53,13 +55,13 @@ def unavailable_kinds(*, modes: frozenset[str] = frozenset()) -> dict[str, str]:
     have = {m.KIND for m in _FACTORIES}
     why = {}
     for kind in METHOD_KINDS:
-        if kind in NEEDS and NEEDS[kind][0] not in modes:
-            why[kind] = f"the {kind} method needs {NEEDS[kind][1]}"
-        elif kind not in have:
+        if kind not in have:
             why[kind] = (
                 f"the {kind} method is not available in this version of gpuherd "
                 f"(available: {', '.join(sorted(have))})"
             )
+        elif kind in NEEDS and NEEDS[kind][0] not in modes:
+            why[kind] = f"the {kind} method needs {NEEDS[kind][1]}"
     return why
 
 
