@@ -13,6 +13,7 @@ import pynvml
 import pytest
 
 from gpuherd.gpu.sim import SimHost
+from tests.leaks import end, strays
 
 GIB = 1024**3
 
@@ -29,14 +30,34 @@ def _nvml_tripwire(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def sim_dir(tmp_path: Path) -> Path:
-    """A simulated host with two devices: 0 = 12 GiB RTX 3080 Ti, 1 = 20 GiB RTX 4000 Ada."""
+def sim_dir(tmp_path: Path) -> Iterator[Path]:
+    """A simulated host with two devices: 0 = 12 GiB RTX 3080 Ti, 1 = 20 GiB RTX 4000 Ada.
+
+    Everything that still runs on it at the end is the test's doing (tenants a broker restored
+    detached, holders started by jobs) and is ended with it."""
     directory = tmp_path / "sim"
     SimHost.init(
         directory,
         [("NVIDIA GeForce RTX 3080 Ti", 12 * GIB), ("NVIDIA RTX 4000 Ada Generation", 20 * GIB)],
     ).close()
-    return directory
+    yield directory
+    end(list(strays(directory)))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process started under a test's temp dir survived it."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    left = strays(factory.getbasetemp())
+    if not left:
+        return
+    lines = "\n".join(f"  {pid}: {cmd}" for pid, cmd in sorted(left.items()))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"processes left behind by the tests (now ended):\n{lines}", red=True)
+    end(list(left))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def gpuherd_argv(*args: str) -> list[str]:
