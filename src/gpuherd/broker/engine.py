@@ -31,7 +31,8 @@ from gpuherd.broker.firing import fire_schedules
 from gpuherd.broker.following import Followed, Published, must_stop
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.keeper import Keeper
-from gpuherd.broker.launcher import LAUNCHERS, Exited, Launcher, LaunchError
+from gpuherd.broker.launcher import Exited, Launcher, LaunchError
+from gpuherd.broker.launchers import LAUNCHERS
 from gpuherd.broker.records import JobRow
 from gpuherd.broker.scheduler import JobRequest, Preempt, Wait, schedule
 from gpuherd.broker.states import JobState

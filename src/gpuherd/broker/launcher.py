@@ -3,12 +3,11 @@
 A launcher starts a job, says whether it ended (and how), stops it, finds it again after a
 broker restart from the handle the journal kept, and tells which GPU processes are the job's.
 The engine knows nothing else about how a job runs. A new launcher is one module implementing
-`Launcher` plus a line in `LAUNCHERS`.
+`Launcher` plus a line in `launchers.LAUNCHERS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -51,15 +50,3 @@ class Launcher(Protocol):
     def owns(self, handle: Handle, pid: int) -> bool:
         """Whether GPU process `pid` belongs to the job (its memory counts as the job's)."""
         ...
-
-
-LauncherFactory = Callable[[Callable[[], None] | None], Launcher]
-
-
-def local_launcher(on_exit: Callable[[], None] | None) -> Launcher:
-    from gpuherd.broker.local import LocalLauncher
-
-    return LocalLauncher(on_exit=on_exit)
-
-
-LAUNCHERS: dict[str, LauncherFactory] = {"local": local_launcher}
