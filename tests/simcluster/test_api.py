@@ -370,3 +370,24 @@ def test_orphan_deletion_keeps_the_dependents(kube: Kube) -> None:
     assert rs.metadata.owner_references is None
     # the orphaned ReplicaSet still owns and keeps its pod
     assert [p.metadata.uid for p in kube.running("app=keep", 1)] == [pod.metadata.uid]
+
+
+def test_two_writers_of_one_lease_one_wins(kube: Kube) -> None:
+    coordination = kube.coordination
+    coordination.create_namespaced_lease(
+        "default", {"metadata": {"name": "job-render"}, "spec": {"holderIdentity": ""}}
+    )
+    seen = coordination.read_namespaced_lease("job-render", "default")
+    results = []
+    for node in ("k3s-cp-01", "k3s-gpu-02"):  # both read the same version, then write
+        seen.spec.holder_identity = node
+        try:
+            coordination.replace_namespaced_lease("job-render", "default", seen)
+            results.append(node)
+        except ApiException as exc:
+            results.append(exc.status)
+    assert results == ["k3s-cp-01", 409]
+    assert (
+        coordination.read_namespaced_lease("job-render", "default").spec.holder_identity
+        == "k3s-cp-01"
+    )

@@ -153,3 +153,30 @@ def test_watch_with_a_field_selector_sees_pods_enter_and_leave(kube: Kube) -> No
     assert seen[0] == ("ADDED", "Pending")
     assert ("MODIFIED", "Running") in seen
     assert seen[-1][0] == "DELETED"
+
+
+def test_stopping_the_cluster_ends_open_watches(tmp_path: Path, sim_dir: Path) -> None:
+    from gpuherd.simcluster import NodeSpec
+    from tests.simcluster.conftest import start_cluster
+
+    cluster = start_cluster(tmp_path, sim_dir, [NodeSpec("only", (0,))])
+    kube = next(cluster)
+    ended = threading.Event()
+
+    def follow() -> None:
+        try:
+            for _event in new_watch().stream(kube.core.list_namespace, timeout_seconds=300):
+                pass
+        except Exception:
+            pass
+        ended.set()
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    time.sleep(0.5)
+    began = time.monotonic()
+    with pytest.raises(StopIteration):
+        next(cluster)  # stops the cluster
+    assert ended.wait(10)
+    assert time.monotonic() - began < 10
+    reader.join()

@@ -116,3 +116,22 @@ def test_statefulset_creates_pods_in_order_and_removes_the_highest_first(kube: K
         what="status follows",
     )[0]
     assert sts.status.ready_replicas == 1
+
+
+def test_only_this_nodes_pod_goes_when_its_deletion_cost_is_lowest(kube: Kube) -> None:
+    # What a broker on one node does to a Deployment spread over two nodes.
+    body = deployment("tts", ["sleep", "60"], replicas=2)
+    kube.apps.create_namespaced_deployment("default", body)
+    pods = kube.running("app=tts", 2)
+    by_node = {p.spec.node_name: p.metadata.name for p in pods}
+    assert set(by_node) == {"k3s-cp-01", "k3s-gpu-02"}  # spread by the scheduler
+    kube.core.patch_namespaced_pod(
+        by_node["k3s-gpu-02"],
+        "default",
+        {"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": "-1000"}}},
+    )
+    kube.apps.patch_namespaced_deployment_scale("tts", "default", {"spec": {"replicas": 1}})
+    left = wait_for(
+        lambda: [p for p in [kube.pods("app=tts")] if len(p) == 1], what="one pod left"
+    )[0]
+    assert left[0].spec.node_name == "k3s-cp-01"

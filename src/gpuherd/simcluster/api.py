@@ -124,7 +124,7 @@ class Api:
                 "the namespace of the provided object does not match the namespace sent on "
                 "the request"
             )
-        if self.validate:
+        if self.validate and res.builtin:
             check_schema(obj)
         check_semantics(obj)
         obj.pop("status", None)
@@ -178,7 +178,7 @@ class Api:
                 current = self.scale(res, namespace, name)
             else:
                 current = self.store.get(res, namespace, name)
-            patched = apply_patch(content_type, current, patch)
+            patched = apply_patch(content_type, current, patch, strategic=res.builtin)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch must leave an object")
             # A version in the patch is a precondition; without one the patch applies to the

@@ -3,10 +3,11 @@ collector after every change to the store (and on a short tick for timers)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 
-from gpuherd.simcluster import jobs, scheduler, workloads
+from gpuherd.simcluster import cronjobs, jobs, keda, scheduler, workloads
 from gpuherd.simcluster.podutil import PODS, by_owner
 from gpuherd.simcluster.store import Store
 
@@ -26,15 +27,21 @@ class Controllers:
         # objects, and what a pass creates shows in the next pass, which that change starts.
         pods = store.list(PODS, borrow=True)[0]
         replicasets = store.list(workloads.REPLICASETS, borrow=True)[0]
-        children = by_owner(pods, replicasets)
+        job_list = store.list(jobs.JOBS, borrow=True)[0]
+        children = by_owner(pods, replicasets, job_list)
         for deploy in store.list(workloads.DEPLOYMENTS, borrow=True)[0]:
             workloads.sync_deployment(store, deploy, children)
         for rs in store.list(workloads.REPLICASETS, borrow=True)[0]:
             workloads.sync_replicaset(store, rs, children)
         for sts in store.list(workloads.STATEFULSETS, borrow=True)[0]:
             workloads.sync_statefulset(store, sts, children)
-        for job in store.list(jobs.JOBS, borrow=True)[0]:
+        for job in job_list:
             jobs.sync_job(store, job, children)
+        now = dt.datetime.now(dt.UTC)
+        for cj in store.list(cronjobs.CRONJOBS, borrow=True)[0]:
+            cronjobs.sync_cronjob(store, cj, children, now)
+        for so in store.list(keda.SCALEDOBJECTS, borrow=True)[0]:
+            keda.sync_scaledobject(store, so)
         scheduler.schedule(store)
 
     def run(self, stop: threading.Event) -> None:

@@ -105,6 +105,15 @@ def apply(obj: Obj) -> None:
         obj["status"] = {"replicas": 0, "availableReplicas": 0}
     elif kind == "Job" and spec is not None:
         _job(obj, spec)
+    elif kind == "CronJob" and spec is not None:
+        spec.setdefault("concurrencyPolicy", "Allow")
+        spec.setdefault("suspend", False)
+        spec.setdefault("successfulJobsHistoryLimit", 3)
+        spec.setdefault("failedJobsHistoryLimit", 1)
+        obj["status"] = {}
+    elif kind == "HorizontalPodAutoscaler" and spec is not None:
+        spec.setdefault("minReplicas", 1)
+        obj["status"] = {"desiredReplicas": 0}  # not omitempty in the API type
     elif kind == "Namespace":
         obj["spec"] = {"finalizers": ["kubernetes"]}
         obj["status"] = {"phase": "Active"}

@@ -172,16 +172,18 @@ def json_patch(target: Any, operations: Any) -> Any:
     return doc
 
 
-def apply_patch(content_type: str, target: Any, patch: Any) -> Any:
+def apply_patch(content_type: str, target: Any, patch: Any, *, strategic: bool = True) -> Any:
+    """Custom resources take no strategic merge (`strategic=False`), as on a real server."""
     kind = content_type.split(";", maxsplit=1)[0].strip()
     if kind == MERGE:
         return merge_patch(target, patch)
-    if kind == STRATEGIC:
+    if kind == STRATEGIC and strategic:
         return strategic_merge(target, patch)
     if kind == JSON_PATCH:
         return json_patch(target, patch)
+    accepted = [JSON_PATCH, MERGE, *([STRATEGIC] if strategic else [])]
     raise ApiError(
         415,
-        f"the body of the request was in an unknown format - accepted media types include: "
-        f"{JSON_PATCH}, {MERGE}, {STRATEGIC}",
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(accepted),
     )

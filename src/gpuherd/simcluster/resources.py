@@ -18,6 +18,7 @@ class Resource:
     short_names: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ("status",)
     categories: tuple[str, ...] = ()
+    builtin: bool = True  # False: a custom resource (no schema check, no strategic merge)
 
     @property
     def api_version(self) -> str:
@@ -81,6 +82,7 @@ RESOURCES: tuple[Resource, ...] = (
         "apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), ("scale", "status"), _ALL
     ),
     Resource("batch", "v1", "jobs", "Job", True, (), ("status",), _ALL),
+    Resource("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ("status",), _ALL),
     Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",), ()),
     Resource("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False, (), ()),
     Resource(
@@ -94,6 +96,18 @@ RESOURCES: tuple[Resource, ...] = (
         _ALL,
     ),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, (), ()),
+    # KEDA's custom resource, served as if its CRD were installed (see keda.py).
+    Resource(
+        "keda.sh",
+        "v1alpha1",
+        "scaledobjects",
+        "ScaledObject",
+        True,
+        ("so",),
+        ("status",),
+        ("all", "scaledobject"),
+        builtin=False,
+    ),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {

@@ -77,13 +77,26 @@ def check_semantics(obj: Obj) -> None:
                 "`selector` does not match template `labels`",
                 value=labels,
             )
-    if kind == "Job":
+    if kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+        _check_schedule(qualified, name, (obj.get("spec") or {}).get("schedule"))
+    if kind in ("Job", "CronJob"):
         policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
         if policy not in ("Never", "OnFailure"):
             raise errors.invalid(
                 qualified,
                 name,
-                "spec.template.spec.restartPolicy",
+                ("spec.jobTemplate." if kind == "CronJob" else "")
+                + "spec.template.spec.restartPolicy",
                 'supported values: "OnFailure", "Never"',
                 value=policy or "Always",
             )
+
+
+def _check_schedule(kind: str, name: str, schedule: Any) -> None:
+    from croniter import croniter
+
+    if not isinstance(schedule, str) or not croniter.is_valid(schedule):
+        raise errors.invalid(
+            kind, name, "spec.schedule", "unparseable cron schedule", value=schedule
+        )

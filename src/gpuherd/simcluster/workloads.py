@@ -29,6 +29,8 @@ DEPLOYMENTS, REPLICASETS, STATEFULSETS = (
 )
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 _HASHES: dict[tuple[str, int], str] = {}
+_OWNERS = tuple(BY_KIND[k] for k in ("Job", "CronJob", "ScaledObject"))
+_DEPENDENTS = tuple(BY_KIND[k] for k in ("Job", "HorizontalPodAutoscaler"))
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
@@ -243,10 +245,10 @@ def collect_garbage(store: Store) -> None:
     """Delete objects whose controlling owner is gone (background propagation)."""
     uids = {
         o["metadata"]["uid"]
-        for res in (DEPLOYMENTS, REPLICASETS, STATEFULSETS, BY_KIND["Job"])
+        for res in (DEPLOYMENTS, REPLICASETS, STATEFULSETS, *_OWNERS)
         for o in store.list(res, borrow=True)[0]
     }
-    for res in (REPLICASETS, PODS):
+    for res in (REPLICASETS, PODS, *_DEPENDENTS):
         for obj in store.list(res, borrow=True)[0]:
             uid = controller_uid(obj)
             if uid is None or uid in uids:
