@@ -7,6 +7,8 @@ idle      CPU share of one core and RSS of an idle broker at a 1 s poll (targets
           < 100 MB). Peer: a bare Python loop reading the same sim GPU every second.
 load      500 jobs submitted concurrently through the API: every one reaches a final state,
           none lost or run twice; throughput. Peer: the same 500 commands started directly.
+submit    `submit` latency while the engine is inside a 20 s release (target: p99 < 100 ms).
+          Peer: the same submissions to the same broker while it is idle.
 
     .venv/bin/python bench/broker.py [--rounds 30] [--idle-seconds 30] [--jobs 500]
 
@@ -31,9 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
+from gpuherd.api.client import Client
 from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.gpu.sim import SimHost
 
@@ -74,18 +76,16 @@ class Broker:
     def hold_argv(self) -> list[str]:
         return [*GPUHERD, "sim", "hold", "--sim-dir", str(self.sim)]
 
-    def new_client(self) -> httpx.Client:
-        transport = httpx.HTTPTransport(uds=str(self.sock))
-        return httpx.Client(transport=transport, base_url="http://gpuherd", timeout=120)
+    def new_client(self) -> Client:
+        return Client(socket=self.sock, timeout=120)
 
     def events(self, since: float = 0.0) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.client.get("/v1/events", params={"since": since}).json()
-        return result
+        return self.client.events(since=since)
 
     def wait_final(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            job: dict[str, Any] = self.client.get(f"/v1/jobs/{job_id}").json()
+            job = self.client.job(job_id)
             if job["state"] in ("succeeded", "failed", "cancelled"):
                 return job
             time.sleep(0.02)
@@ -150,7 +150,7 @@ def overhead(rounds: int) -> dict[str, Any]:
                 watcher = threading.Thread(target=exit_time, args=(pid, gone))
                 watcher.start()
                 t_submit = time.time()
-                job_id = broker.client.post("/v1/jobs", json={"name": "probe"}).json()["id"]
+                job_id = broker.client.submit({"name": "probe"})
                 job = broker.wait_final(job_id)
                 watcher.join()
                 assert job["state"] == "succeeded", job
@@ -282,16 +282,14 @@ def load(n: int, threads: int = 32) -> dict[str, Any]:
         def submit(_i: int) -> str:
             if not hasattr(local, "client"):
                 local.client = broker.new_client()
-            response = local.client.post("/v1/jobs", json={"name": "tiny"})
-            response.raise_for_status()
-            job_id: str = response.json()["id"]
+            job_id: str = local.client.submit({"name": "tiny"})
             return job_id
 
         t0 = time.monotonic()
         with ThreadPoolExecutor(threads) as pool:
             ids = list(pool.map(submit, range(n)))
         submitted_s = time.monotonic() - t0
-        while broker.client.get("/v1/jobs").json():
+        while broker.client.jobs():
             time.sleep(0.05)
         total_s = time.monotonic() - t0
         broker.close()
@@ -322,12 +320,73 @@ def load(n: int, threads: int = 32) -> dict[str, Any]:
     }
 
 
+SLOW_RELEASE = """\
+version: 1
+gpus: [{name: gpu0, index: 0}]
+tenants:
+  slowpoke:
+    gpu: gpu0
+    vram: 10GiB
+    match: {cmdline: "--name slowpoke"}
+    release_timeout: 30s
+    # A release that takes as long as a model server draining its requests.
+    preempt: [{command: {release: [sleep, "20"], restore: ["true"]}}]
+jobs:
+  big: {gpu: gpu0, vram: 6GiB, priority: 50, command: HOLD}
+  tiny: {gpu: gpu0, vram: 1MiB, command: ["true"]}
+"""
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(1000 * statistics.median(ordered), 2),
+        "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
+        "max_ms": round(1000 * ordered[-1], 2),
+    }
+
+
+def submit_during_release(n: int) -> dict[str, Any]:
+    """`gpuherd submit` latency while a step is inside a 20 s release (target p99 < 100 ms),
+    beside the same submissions to the same broker when it is idle."""
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Broker(Path(tmp), SLOW_RELEASE)
+        holder = subprocess.Popen(
+            [*broker.hold_argv(), "--vram", "10GiB", "--name", "slowpoke"], stdout=subprocess.PIPE
+        )
+        try:
+            holder_pid(broker.sim, "slowpoke")
+
+            def timed() -> float:
+                t0 = time.perf_counter()
+                broker.client.submit({"name": "tiny", "not_before": time.time() + 3600})
+                return time.perf_counter() - t0
+
+            idle_samples = [timed() for _ in range(n)]
+            big = broker.client.submit({"name": "big"})
+            while broker.client.job(big)["state"] != "releasing":
+                time.sleep(0.01)
+            busy_samples = [timed() for _ in range(n)]
+            still = broker.client.job(big)["state"]
+        finally:
+            holder.terminate()
+            holder.wait(timeout=30)
+            broker.close()
+    assert still == "releasing", f"the release ended before the samples did ({still})"
+    return {
+        "submissions": n,
+        "during_release": _percentiles(busy_samples),
+        "peer_idle_broker": _percentiles(idle_samples),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--only", choices=["overhead", "idle", "load"])
+    parser.add_argument("--submits", type=int, default=200)
+    parser.add_argument("--only", choices=["overhead", "idle", "load", "submit"])
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "broker", "backend": "sim"}
     if args.only in (None, "overhead"):
@@ -339,6 +398,9 @@ def main() -> None:
     if args.only in (None, "load"):
         result["load"] = load(args.jobs)
         print(json.dumps(result["load"]), flush=True)
+    if args.only in (None, "submit"):
+        result["submit_during_release"] = submit_during_release(args.submits)
+        print(json.dumps(result["submit_during_release"]), flush=True)
     if args.only is None:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "broker.json").write_text(json.dumps(result, indent=2) + "\n")
