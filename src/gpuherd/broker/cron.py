@@ -2,7 +2,7 @@
 
 A fire time that passed while the broker was up fires, however late the loop got to it (a long
 restore can hold a step). One that passed while the broker was down fires once on start if it
-is at most `catch_up` old, else it is reported as missed: seed 000's nightly render must not
+is at most `catch_up` old, else it is reported as missed: a nightly render must not
 start at noon because the host rebooted at 3 AM, unless the operator allowed that. Several
 missed fire times of one job collapse into one run.
 """
