@@ -35,7 +35,7 @@ def main() -> int:
             print(f"holding (pid {pid})", flush=True)
             stop.wait()
         finally:
-            host.release(pid=pid)
+            host.forget(pid=pid)
     return 0
 
 

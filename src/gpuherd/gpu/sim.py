@@ -328,7 +328,7 @@ class SimHost:
             conn.execute("UPDATE holders SET bytes = ? WHERE id = ?", (left, mine[0].id))
             return left
 
-    def release(self, *, pid: int) -> None:
+    def forget(self, *, pid: int) -> None:
         """Forget everything `pid` holds (a clean exit); also sweeps rows of dead processes."""
         with self._write() as conn:
             conn.execute("DELETE FROM holders WHERE pid = ?", (pid,))

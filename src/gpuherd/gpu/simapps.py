@@ -177,7 +177,7 @@ def serve_app(
     try:
         server.serve_forever()
     finally:
-        app.host.release(pid=os.getpid())
+        app.host.forget(pid=os.getpid())
 
 
 def parse_models(spec: str) -> dict[str, int]:

@@ -65,7 +65,7 @@ def hold(req: HoldRequest, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr
             stop.wait(timeout=1.0 if remaining is None else min(remaining, 1.0))
         return 0
     finally:
-        host.release(pid=pid)
+        host.forget(pid=pid)
         host.close()
         if req.pid_file is not None:
             req.pid_file.unlink(missing_ok=True)
