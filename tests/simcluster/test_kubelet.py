@@ -60,7 +60,10 @@ def test_env_downward_api_and_gpu_allocation(kube: Kube, sim_dir: Path) -> None:
     assert pod.status.pod_ip.startswith("127.0.2.")  # the second node's loopback range
     assert env["POD_NAME"] == "env"
     assert env["GPUHERD_POD_UID"] == pod.metadata.uid
-    assert env["NVIDIA_VISIBLE_DEVICES"] == env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"
+    with SimHost(sim_dir) as host:
+        uuid = next(d.uuid for d in host.snapshot().devices if d.index == 1)
+    assert env["NVIDIA_VISIBLE_DEVICES"] == uuid  # as the device plugin sets it
     assert env["GPUHERD_SIM_DIR"] == str(sim_dir)
     assert env["MY_NODE"] == "k3s-gpu-02"
     assert env["GREETING"] == "on k3s-gpu-02"

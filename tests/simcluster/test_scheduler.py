@@ -131,4 +131,4 @@ def test_time_sliced_shares(shared: Kube) -> None:
             what=f"{name} running",
         )
         env = shared.cluster.kubelets["k3s-cp-01"].runs[running.metadata.uid].containers["c"].env
-        assert env["NVIDIA_VISIBLE_DEVICES"] == "0"  # both share GPU 0
+        assert env["CUDA_VISIBLE_DEVICES"] == "0"  # both share GPU 0

@@ -125,6 +125,7 @@ class SimCluster:
                 sim_dir=self.sim_dir,
                 tick=self.tick,
                 api_url=self._server.url,
+                uuids={i: str(self.devices[i].uuid) for i in spec.gpus},
             )
         self.api.log_source = self._log_source
         controllers = Controllers(self.store, tick=self.tick)

@@ -67,8 +67,10 @@ class Kubelet:
         sim_dir: Path | None,
         tick: float,
         api_url: str = "",
+        uuids: dict[int, str] | None = None,
     ) -> None:
         self.store, self.node, self.index, self.tick = store, node, index, tick
+        self.uuids = uuids or {}
         self.directory = directory
         self.proc_root = directory / "proc"
         self.sim_dir = sim_dir
@@ -158,7 +160,9 @@ class Kubelet:
             # What in-cluster config is to a real pod: the client finds the API server.
             env["KUBECONFIG"] = str(self.directory / "kubeconfig")
         if gpus:
-            env["NVIDIA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+            # As the device plugin sets it (device IDs are UUIDs); CUDA_VISIBLE_DEVICES carries
+            # the simulated host's indices, which `gpuherd sim hold --gpu` takes.
+            env["NVIDIA_VISIBLE_DEVICES"] = ",".join(self.uuids.get(g, str(g)) for g in gpus)
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
         return env
 
