@@ -21,6 +21,7 @@ from typing import Any
 
 from gpuherd.broker import scheduler
 from gpuherd.broker.scheduler import GpuState, JobRequest, TenantState, schedule
+from gpuherd.ids import GpuName, JobId, TenantName
 
 GIB = 1024**3
 RESULTS = Path(__file__).parent / "results"
@@ -28,11 +29,11 @@ RESULTS = Path(__file__).parent / "results"
 
 def instance(seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
-    gpus = [GpuState(name=f"gpu{i}", free=rng.randint(0, 8) * GIB) for i in range(16)]
+    gpus = [GpuState(name=GpuName(f"gpu{i}"), free=rng.randint(0, 8) * GIB) for i in range(16)]
     tenants = [
         TenantState(
-            name=f"t{i}",
-            gpu=f"gpu{i % 16}",
+            name=TenantName(f"t{i}"),
+            gpu=GpuName(f"gpu{i % 16}"),
             priority=rng.randint(0, 100),
             preemptible=rng.random() < 0.8,
             held=rng.randint(1, 12) * GIB,
@@ -43,8 +44,8 @@ def instance(seed: int) -> dict[str, Any]:
     ]
     queue = [
         JobRequest(
-            id=f"j{i}",
-            gpu=f"gpu{rng.randrange(16)}",
+            id=JobId(f"j{i}"),
+            gpu=GpuName(f"gpu{rng.randrange(16)}"),
             vram=rng.randint(1, 20) * GIB,
             priority=rng.randint(0, 100),
             timeout=rng.choice([600.0, 1800.0, 3600.0]),

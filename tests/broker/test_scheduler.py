@@ -18,7 +18,9 @@ from gpuherd.broker.scheduler import (
     _key,
     schedule,
 )
+from gpuherd.ids import GpuName, JobId, TenantName
 
+G0 = GpuName("gpu0")
 GIB = 1024**3
 
 
@@ -34,8 +36,8 @@ def tenant(
     state: str = "running",
 ) -> TenantState:
     return TenantState(
-        name=name,
-        gpu="gpu0",
+        name=TenantName(name),
+        gpu=G0,
         priority=priority,
         preemptible=preemptible,
         held=int(held_gib * GIB),
@@ -56,8 +58,8 @@ def job(
     not_before: float | None = None,
 ) -> JobRequest:
     return JobRequest(
-        id=id_,
-        gpu="gpu0",
+        id=JobId(id_),
+        gpu=G0,
         vram=int(vram_gib * GIB),
         priority=priority,
         timeout=timeout,
@@ -71,7 +73,7 @@ def run(
 ) -> list[object]:
     return list(
         schedule(
-            gpus=[GpuState(name="gpu0", free=int(free_gib * GIB))],
+            gpus=[GpuState(name=G0, free=int(free_gib * GIB))],
             tenants=tenants,
             queue=queue,
             now=now,
@@ -80,13 +82,13 @@ def run(
 
 
 def test_admits_when_free() -> None:
-    assert run(8, [], [job("j", 6)]) == [Admit("j", "gpu0")]
+    assert run(8, [], [job("j", 6)]) == [Admit(JobId("j"), G0)]
 
 
-def test_the_issues_wait_message() -> None:
+def test_the_wait_message_names_what_blocks() -> None:
     (decision,) = run(3.5, [tenant("plex", 100, 2, preemptible=False)], [job("render", 6)])
     assert decision == Wait(
-        "render", "needs 6.0 GiB, 3.5 GiB free; plex (priority 100) not preemptible"
+        JobId("render"), "needs 6.0 GiB, 3.5 GiB free; plex (priority 100) not preemptible"
     )
 
 
@@ -100,9 +102,11 @@ def test_lowest_priority_victims_first_then_fewest_then_cheapest() -> None:
     ]
     # Deficit 2.5 GiB: priority-10 tenants suffice; one victim is enough (ollama 4, asr 3, tts2 3);
     # among single victims the cheapest restore wins: ollama (0 s).
-    assert run(3.5, tenants, [job("j", 6)]) == [Preempt("j", "gpu0", ("ollama",))]
+    assert run(3.5, tenants, [job("j", 6)]) == [Preempt(JobId("j"), G0, (TenantName("ollama"),))]
     # Deficit 6.5: needs two priority-10 victims; ollama + asr (cost 5) beats ollama + tts2 (30).
-    assert run(3.5, tenants, [job("j", 10)]) == [Preempt("j", "gpu0", ("ollama", "asr"))]
+    assert run(3.5, tenants, [job("j", 10)]) == [
+        Preempt(JobId("j"), G0, (TenantName("ollama"), TenantName("asr")))
+    ]
 
 
 def test_never_a_tenant_that_cannot_go() -> None:
@@ -128,9 +132,9 @@ def test_priority_then_fifo_and_no_overtaking() -> None:
     ]
     decisions = run(3, [tenant("plex", 100, 2, preemptible=False)], queue)
     assert decisions == [
-        Wait("first", "needs 6.0 GiB, 3.0 GiB free; plex (priority 100) not preemptible"),
-        Wait("second", "queued behind first on gpu0"),
-        Wait("low", "queued behind first on gpu0"),
+        Wait(JobId("first"), "needs 6.0 GiB, 3.0 GiB free; plex (priority 100) not preemptible"),
+        Wait(JobId("second"), "queued behind first on gpu0"),
+        Wait(JobId("low"), "queued behind first on gpu0"),
     ]
 
 
@@ -141,16 +145,16 @@ def test_not_before_waits_and_victims_are_not_shared() -> None:
         tenants,
         [job("a", 6, at=0.0), job("b", 6, at=1.0), job("later", 1, at=2.0, not_before=200.0)],
     )
-    assert decisions[0] == Preempt("a", "gpu0", ("ollama",))
+    assert decisions[0] == Preempt(JobId("a"), G0, (TenantName("ollama"),))
     assert isinstance(decisions[1], Wait)  # ollama is already taken by a
-    assert decisions[2] == Wait("later", "not before 100s from now")
+    assert decisions[2] == Wait(JobId("later"), "not before 100s from now")
 
 
 _tenants = st.lists(
     st.builds(
         lambda n, p, h, pre, md, cd, rc, stt: TenantState(
-            name=f"t{n}",
-            gpu="gpu0",
+            name=TenantName(f"t{n}"),
+            gpu=G0,
             priority=p,
             preemptible=pre,
             held=h * GIB // 2,
@@ -182,8 +186,8 @@ _tenants = st.lists(
 def test_properties(tenants: list[TenantState], free: int, jobs: list[tuple[int, int]]) -> None:
     queue = [
         JobRequest(
-            id=f"j{i}",
-            gpu="gpu0",
+            id=JobId(f"j{i}"),
+            gpu=G0,
             vram=v * GIB // 2,
             priority=p,
             timeout=3600.0,
@@ -195,7 +199,7 @@ def test_properties(tenants: list[TenantState], free: int, jobs: list[tuple[int,
     available = free * GIB // 2
     used: set[str] = set()
     for d in schedule(
-        gpus=[GpuState(name="gpu0", free=available)], tenants=tenants, queue=queue, now=100.0
+        gpus=[GpuState(name=G0, free=available)], tenants=tenants, queue=queue, now=100.0
     ):
         request = next(q for q in queue if q.id == d.job)
         if isinstance(d, Admit):

@@ -10,7 +10,7 @@ from gpuherd.broker.journal import Journal
 from gpuherd.broker.scheduler import GpuState, TenantState
 from gpuherd.gpu.attribution import attribute
 from gpuherd.gpu.base import GpuDevice, GpuSnapshot
-from gpuherd.ids import TenantName
+from gpuherd.ids import GpuName, TenantName
 from gpuherd.spec.model import Config, GpuSpec
 
 
@@ -68,7 +68,7 @@ def tenant_states(
     return [
         TenantState(
             name=name,
-            gpu=t.gpu or "",
+            gpu=t.gpu or GpuName(""),
             priority=t.priority,
             preemptible=t.preemptible,
             held=held.get(name, NOTHING).bytes,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
+from gpuherd.ids import GpuName, JobId, TenantName
 from gpuherd.units import format_bytes
 
 __all__ = [
@@ -31,15 +32,15 @@ _EXACT_LIMIT = 14  # candidates up to which the victim set is searched exhaustiv
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GpuState:
-    name: str
+    name: GpuName
     free: int  # bytes free now (backend reading minus reserve)
     promised: int = 0  # bytes promised to jobs that are starting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TenantState:
-    name: str
-    gpu: str
+    name: TenantName
+    gpu: GpuName
     priority: int
     preemptible: bool
     held: int  # bytes its processes hold now (measured, not declared)
@@ -51,8 +52,8 @@ class TenantState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobRequest:
-    id: str
-    gpu: str
+    id: JobId
+    gpu: GpuName
     vram: int
     priority: int
     timeout: float
@@ -62,20 +63,20 @@ class JobRequest:
 
 @dataclass(frozen=True, slots=True)
 class Admit:
-    job: str
-    gpu: str
+    job: JobId
+    gpu: GpuName
 
 
 @dataclass(frozen=True, slots=True)
 class Preempt:
-    job: str
-    gpu: str
-    victims: tuple[str, ...]
+    job: JobId
+    gpu: GpuName
+    victims: tuple[TenantName, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    job: str
+    job: JobId
     reason: str
 
 
