@@ -22,7 +22,13 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+# An installed wheel carries the example inside the package; a checkout has it at the top.
+_PACKAGED = Path(__file__).resolve().parent / "examples" / "demo.yaml"
+EXAMPLE = (
+    _PACKAGED
+    if _PACKAGED.exists()
+    else Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+)
 
 
 def _gpuherd(*args: str) -> list[str]:
