@@ -154,16 +154,4 @@ def job_labels(obj: Obj) -> None:
     if not spec.get("selector"):
         spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
     spec["template"].setdefault("metadata", {}).setdefault("labels", {}).update(labels)
-    obj["metadata"].setdefault("labels", {}).update(
-        {
-            k: v
-            for k, v in labels.items()
-            if k
-            in (
-                "controller-uid",
-                "job-name",
-                "batch.kubernetes.io/controller-uid",
-                "batch.kubernetes.io/job-name",
-            )
-        }
-    )
+    obj["metadata"].setdefault("labels", {}).update(labels)

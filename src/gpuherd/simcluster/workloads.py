@@ -16,8 +16,10 @@ from gpuherd.simcluster.podutil import (
     create_pod,
     delete_pod,
     owned,
+    owner_ref,
     phase,
     ready,
+    set_status,
     terminating,
 )
 from gpuherd.simcluster.resources import BY_KIND
@@ -82,13 +84,7 @@ def sync_replicaset(store: Store, rs: Obj, children: Children) -> None:
     }
     if n_ready:
         status.update(readyReplicas=n_ready, availableReplicas=n_ready)
-    _set_status(store, REPLICASETS, rs, status)
-
-
-def _set_status(store: Store, res: Any, obj: Obj, status: Obj) -> None:
-    from gpuherd.simcluster.podutil import set_status
-
-    set_status(store, res, obj, status)
+    set_status(store, REPLICASETS, rs, status)
 
 
 def _template_hash(template: Obj) -> str:
@@ -115,8 +111,6 @@ def sync_deployment(store: Store, deploy: Obj, children: Children) -> None:
         )
         selector = json.loads(json.dumps(spec["selector"]))
         selector.setdefault("matchLabels", {})["pod-template-hash"] = template_hash
-        from gpuherd.simcluster.podutil import owner_ref
-
         new_rs: Obj = {
             "apiVersion": "apps/v1",
             "kind": "ReplicaSet",
@@ -179,7 +173,7 @@ def sync_deployment(store: Store, deploy: Obj, children: Children) -> None:
             f'ReplicaSet "{name}" has successfully progressed.',
         ),
     ]
-    _set_status(store, DEPLOYMENTS, deploy, status)
+    set_status(store, DEPLOYMENTS, deploy, status)
 
 
 def _condition(old: Obj | None, kind: str, status: str, reason: str, message: str) -> Obj:
@@ -238,7 +232,7 @@ def sync_statefulset(store: Store, sts: Obj, children: Children) -> None:
         "availableReplicas": n_ready,
         "collisionCount": 0,
     }
-    _set_status(store, STATEFULSETS, sts, status)
+    set_status(store, STATEFULSETS, sts, status)
 
 
 def collect_garbage(store: Store) -> None:
