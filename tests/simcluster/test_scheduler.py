@@ -132,3 +132,20 @@ def test_time_sliced_shares(shared: Kube) -> None:
         )
         env = shared.cluster.kubelets["k3s-cp-01"].runs[running.metadata.uid].containers["c"].env
         assert env["CUDA_VISIBLE_DEVICES"] == "0"  # both share GPU 0
+
+
+def test_a_pod_pinned_past_the_gpu_capacity_is_rejected_by_the_kubelet(kube: Kube) -> None:
+    kube.core.create_namespaced_pod("default", pod("greedy", gpus=2, nodeName="k3s-cp-01"))
+    got = wait_for(
+        lambda: [
+            p
+            for p in [kube.core.read_namespaced_pod("greedy", "default")]
+            if p.status.phase == "Failed"
+        ],
+        what="rejected",
+    )[0]
+    assert got.status.reason == "OutOfnvidia.com/gpu"
+    assert got.status.message == (
+        "Pod was rejected: Node didn't have enough resource: nvidia.com/gpu, requested: 2, "
+        "used: 0, capacity: 1"
+    )
