@@ -238,9 +238,9 @@ def test_evidence_does_not_cross_projects(tmp_path: Path) -> None:
     (two / "app.yaml").write_text(TWO_GPUS)
     assert lint_dirs(tmp_path, rules={"shared-replicas"}) == []
     (one / "app.yaml").write_text(TWO_GPUS)
-    assert [f.file for f in lint_dirs(tmp_path, rules={"shared-replicas"})] == [
-        str(one / "app.yaml")
-    ]
+    found = lint_dirs(tmp_path, rules={"shared-replicas"})
+    assert [f.file for f in found] == [str(one / "app.yaml")]
+    assert found[0].message.endswith(f"in {one / 'plugin.yaml'})")
 
 
 # 5. Pod templates inside any kind.

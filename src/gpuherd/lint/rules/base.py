@@ -43,6 +43,14 @@ class LintContext:
     profile: str = "generic"
     max_gpus_per_node: int | None = None
     projects: Projects = field(default_factory=lambda: Projects(()))
+    _by_kind: dict[str, list[K8sObject]] = field(default_factory=dict, repr=False)
+
+    def of_kind(self, kind: str) -> list[K8sObject]:
+        """Objects of one kind (Node, RuntimeClass...); rules run after every input is loaded,
+        so the answer is computed once per kind instead of once per pod."""
+        if kind not in self._by_kind:
+            self._by_kind[kind] = [o for o in self.objects if o.kind == kind]
+        return self._by_kind[kind]
 
     def same_project(self, a: str, b: str) -> bool:
         """Whether evidence in file `b` may judge something in file `a` (see gpuherd.lint.scope)."""

@@ -26,7 +26,7 @@ OPTIONS: Options = {}
 
 
 def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
-    all_nodes = [o for o in ctx.objects if o.kind == "Node"]
+    all_nodes = ctx.of_kind("Node")
     for obj in ctx.objects:
         wanted = pod_gpus(obj)
         if not wanted:

@@ -79,8 +79,8 @@ def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
             continue
         declared = {
             o.name: o.doc.source
-            for o in ctx.objects
-            if o.kind == "RuntimeClass" and ctx.same_project(obj.doc.source, o.doc.source)
+            for o in ctx.of_kind("RuntimeClass")
+            if ctx.same_project(obj.doc.source, o.doc.source)
         }
         known = (
             set(declared)

@@ -32,6 +32,19 @@ SEVERITY: Severity = "warning"
 OPTIONS: Options = {}
 
 
+def _evidence(ctx: LintContext, file: str, name: str) -> str:
+    """Where the sharing config that shares `name` lives, when it is another file."""
+    for config in ctx.plugin_configs:
+        if (
+            config.file != file
+            and ctx.same_project(file, config.file)
+            and name in config.shared_names().values()
+        ):
+            label = config.label if config.label != config.file else "device-plugin config"
+            return f" ({label} in {config.file})"
+    return ""
+
+
 def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
     for obj in ctx.objects:
         cs = containers(obj)
@@ -45,12 +58,13 @@ def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
                 if name not in shared and not str(name).endswith(".shared"):
                     continue
                 pos = c.value_pos("resources", "limits", name)
+                where = _evidence(ctx, obj.doc.source, str(name))
                 if shared.get(name, False):
                     yield finding(
                         c,
                         pos,
                         f"{name}: {count} with failRequestsGreaterThanOne: true: the pod fails "
-                        "admission (UnexpectedAdmissionError)",
+                        f"admission (UnexpectedAdmissionError){where}",
                         f"request {name}: 1",
                         severity="error",
                     )
@@ -59,6 +73,6 @@ def check(ctx: LintContext, options: RuleOptions) -> Iterator[Problem]:
                         c,
                         pos,
                         f"{name}: {count} does not buy {count}x GPU time: time-slicing gives every "
-                        "process an equal share, whatever it requested",
+                        f"process an equal share, whatever it requested{where}",
                         f"request {name}: 1 and set failRequestsGreaterThanOne: true",
                     )

@@ -62,8 +62,8 @@ def _selected_key(ctx: LintContext, obj: K8sObject) -> str | None:
         return next(iter(wanted[CONFIG_LABEL]))
     host = spec.get("nodeName") or as_dict(spec.get("nodeSelector")).get("kubernetes.io/hostname")
     keys: set[str] = set()
-    for node in ctx.objects:
-        if node.kind != "Node" or not ctx.same_project(obj.doc.source, node.doc.source):
+    for node in ctx.of_kind("Node"):
+        if not ctx.same_project(obj.doc.source, node.doc.source):
             continue
         labels = {str(k): str(v) for k, v in as_dict(node.metadata.get("labels")).items()}
         if CONFIG_LABEL not in labels:
