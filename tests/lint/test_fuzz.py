@@ -20,6 +20,8 @@ NAMES = [
     "daemon.json",
     "compose.yaml",
     "main.tf",
+    "config.toml.ubuntu",
+    "notes",
 ]
 _keys = st.sampled_from(
     [
@@ -83,6 +85,18 @@ _keys = st.sampled_from(
         "flags",
         "migStrategy",
         "volumeMounts",
+        "leaderWorkerTemplate",
+        "workerTemplate",
+        "workerGroupSpecs",
+        "replicatedJobs",
+        "groupName",
+        "gpu-fraction",
+        "nvidia.com/gpumem",
+        "nvidia.com/device-plugin.config",
+        "operator",
+        "key",
+        "values",
+        "activeDeadlineSeconds",
     ]
 )
 _scalars = st.one_of(
@@ -111,6 +125,10 @@ _scalars = st.one_of(
             "StorageClass",
             "version: v1\nsharing: {timeSlicing: {resources: 3}}",
             "Recreate",
+            "LeaderWorkerSet",
+            "RayCluster",
+            "In",
+            "sleep infinity",
         ]
     ),
     st.text(max_size=6),
