@@ -55,3 +55,15 @@ def test_readme_states_the_precision() -> None:
     right = verdicts.count("right")
     line = f"precision {right}/{len(verdicts)}"
     assert line in (HERE / "README.md").read_text()
+
+
+def test_all_cases_in_one_run_give_the_same_findings() -> None:
+    """Linting every case at once (a monorepo of unrelated projects) adds nothing."""
+    files = discover([HERE])
+    result = lint_sources([(str(p), p.read_text()) for p in files], LintOptions())
+    together = sorted(
+        f"{Path(f.file).relative_to(HERE)}:{f.line}:{f.column} {f.severity} {f.rule}"
+        for f in result.findings
+    )
+    separately = sorted(f"{case}/{e['finding']}" for case in EXPECTED for e in EXPECTED[case])
+    assert together == separately
