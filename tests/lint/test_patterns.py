@@ -243,6 +243,23 @@ def test_evidence_does_not_cross_projects(tmp_path: Path) -> None:
     assert found[0].message.endswith(f"in {one / 'plugin.yaml'})")
 
 
+def test_ecs_user_data_judges_only_its_own_module(tmp_path: Path) -> None:
+    user_data, gpu_task = ECS_TF.split('resource "aws_ecs_task_definition"')
+    user_data = user_data.replace("AMI_KIND", "x86_64")
+    web, render = tmp_path / "web", tmp_path / "render"
+    for module in (web, render):
+        module.mkdir()
+    (web / "asg.tf").write_text(user_data)  # a CPU service's instances, no GPU support
+    (render / "task.tf").write_text(
+        'resource "aws_ecs_task_definition"' + gpu_task.replace("GPUS", "1")
+    )
+    assert lint_dirs(tmp_path, rules={"ecs-agent"}) == []
+    (render / "asg.tf").write_text(user_data)
+    found = lint_dirs(tmp_path, rules={"ecs-agent"})
+    assert [f.file for f in found] == [str(render / "asg.tf")]
+    assert str(render / "task.tf") in found[0].message
+
+
 # 5. Pod templates inside any kind.
 
 LWS = """\
