@@ -1,10 +1,14 @@
 """FastAPI app over a running broker. TCP listeners require a bearer token (constant-time
-comparison); the unix socket relies on its 0600 mode. Reads go to the broker's views, writes
-to its submit and cancel: the app never touches the engine or the journal."""
+comparison); the unix socket relies on its mode (0600, or 0660 for --socket-group). Reads go to
+the broker's views, writes to its submit and cancel: the app never touches the engine or the
+journal. On the unix socket a submission records the peer's uid as its owner, and a job may be
+cancelled by its owner, root or the broker's own user only."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
+import os
 from typing import Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
@@ -12,7 +16,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from gpuherd.api.dashboard import is_public
 from gpuherd.api.models import SubmitRequest
+from gpuherd.api.owners import may_cancel
 from gpuherd.broker.errors import AdhocDisabled, SubmissionError, UnknownJob
 from gpuherd.broker.metrics import BrokerCollector
 from gpuherd.broker.service import Broker
@@ -22,7 +28,25 @@ def _field_error(status: int, loc: list[str | int], msg: str) -> HTTPException:
     return HTTPException(status, detail=[{"loc": loc, "msg": msg, "type": "value_error"}])
 
 
-def create_app(broker: Broker, *, token: str | None = None) -> FastAPI:
+def _peer(request: Request) -> int | None:
+    uid = request.scope.get("gpuherd.peer_uid")  # set by api.server on the unix socket
+    return uid if isinstance(uid, int) else None
+
+
+def _check_cancel(broker: Broker, job_id: str, peer: int | None) -> None:
+    found = broker.views.job(job_id)
+    if found is None:
+        raise UnknownJob(f"no job {job_id}")
+    if not may_cancel(peer=peer, owner=found.owner_uid, broker=os.geteuid()):
+        owner = "no one (a scheduled or TCP job)" if found.owner_uid is None else found.owner_uid
+        raise HTTPException(
+            403,
+            detail=f"job {job_id} belongs to uid {owner}: only its owner, root or the "
+            "broker's own user may cancel it",
+        )
+
+
+def create_app(broker: Broker, *, token: str | None = None, static: bool = False) -> FastAPI:
     app = FastAPI(title="gpuherd broker", version="1")
     registry = CollectorRegistry()
     registry.register(BrokerCollector(broker.views))
@@ -32,6 +56,8 @@ def create_app(broker: Broker, *, token: str | None = None) -> FastAPI:
 
         @app.middleware("http")
         async def require_token(request: Request, call_next: Any) -> Any:
+            if static and is_public(request.url.path):
+                return await call_next(request)  # the page holds no data; its calls send the token
             given = request.headers.get("authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
@@ -44,10 +70,12 @@ def create_app(broker: Broker, *, token: str | None = None) -> FastAPI:
     @app.post("/v1/jobs", status_code=201)
     def submit(
         body: SubmitRequest,
+        request: Request,
         idempotency_key: str | None = Header(None, description="Same key, same job: retry-safe."),
     ) -> dict[str, str]:
         try:
             submission = body.submission(key=idempotency_key)
+            submission = dataclasses.replace(submission, owner_uid=_peer(request))
             return {"id": broker.submit(submission)}
         except AdhocDisabled as exc:
             raise _field_error(403, ["body", "adhoc"], str(exc)) from None
@@ -76,7 +104,8 @@ def create_app(broker: Broker, *, token: str | None = None) -> FastAPI:
         return found.to_dict()
 
     @app.post("/v1/jobs/{job_id}/cancel")
-    def cancel(job_id: str) -> dict[str, str]:
+    def cancel(job_id: str, request: Request) -> dict[str, str]:
+        _check_cancel(broker, job_id, _peer(request))
         return {"state": str(broker.cancel(job_id))}
 
     @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
@@ -101,4 +130,8 @@ def create_app(broker: Broker, *, token: str | None = None) -> FastAPI:
     def metrics() -> str:
         return generate_latest(registry).decode()
 
+    if static:
+        from gpuherd.api.dashboard import mount_dashboard
+
+        mount_dashboard(app, broker)
     return app

@@ -1,12 +1,15 @@
-"""Serving the broker: the unix socket born 0600, TCP only with a token, uvicorn without its
-own signal handling (it re-raises SIGTERM after shutdown, which would skip our cleanup), and a
-start/stop a test can drive in-process."""
+"""Serving the broker: the unix socket born 0600 (or 0660 with --socket-group), TCP only with a
+token, uvicorn without its own signal handling (it re-raises SIGTERM after shutdown, which would
+skip our cleanup), and a start/stop a test can drive in-process. On the unix socket every request
+carries the peer's uid (SO_PEERCRED) in its ASGI scope, under PEER_UID."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket as socket_mod
+import struct
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,18 +31,55 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]") or "127.0.0.1", int(port)
 
 
-def bind_unix(path: Path) -> socket_mod.socket:
-    """Bind the socket so that it is 0600 from birth, and put the umask back at once: jobs
-    and restored tenants started later must get the normal umask, not this one."""
+PEER_UID = "gpuherd.peer_uid"  # ASGI scope key: the connecting process's uid (unix socket only)
+
+
+def bind_unix(path: Path, *, group: int | None = None) -> socket_mod.socket:
+    """Bind the socket so that it is 0600 from birth (0660 and owned by `group` with one),
+    and put the umask back at once: jobs and restored tenants started later must get the
+    normal umask, not this one.
+
+    With a group the socket is bound in a private 0700 directory next to `path`, given its
+    group and mode there, and renamed into place: nobody can reach it before it has its final
+    owner and mode, and no one outside the group ever can."""
     if len(os.fsencode(path)) >= 108:
         raise ListenError(f"--socket {path}: a unix socket path must be under 108 bytes")
     listener = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
     old = os.umask(0o177)
     try:
-        listener.bind(str(path))
+        if group is None:
+            listener.bind(str(path))
+            return listener
+        private = Path(tempfile.mkdtemp(prefix=".gpuherd-bind-", dir=path.parent))  # 0700
+        staged = private / "s"  # short: the private dir's name must fit the 108 bytes too
+        try:
+            if len(os.fsencode(staged)) >= 108:
+                raise ListenError(f"--socket {path}: its directory's path is too long to bind in")
+            listener.bind(str(staged))
+            os.chown(staged, -1, group)
+            os.chmod(staged, 0o660)
+            os.rename(staged, path)
+        finally:
+            staged.unlink(missing_ok=True)
+            private.rmdir()
+    except BaseException:
+        listener.close()
+        raise
     finally:
         os.umask(old)
     return listener
+
+
+def peer_uid(sock: Any) -> int | None:
+    """The uid of the process at the other end of a unix socket (Linux SO_PEERCRED)."""
+    if sock is None or getattr(sock, "family", None) != socket_mod.AF_UNIX:
+        return None
+    try:
+        creds = sock.getsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_PEERCRED, 12)
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
 
 
 class BrokerServer:
@@ -50,6 +90,8 @@ class BrokerServer:
         socket_path: Path | None = None,
         listen: str | None = None,
         token: str | None = None,
+        socket_group: int | None = None,
+        static: bool = False,
     ) -> None:
         import uvicorn
 
@@ -58,14 +100,20 @@ class BrokerServer:
         if listen is not None:
             host, port = parse_listen(listen)
             config = uvicorn.Config(
-                create_app(broker, token=token), host=host, port=port, log_level="warning"
+                create_app(broker, token=token, static=static),
+                host=host,
+                port=port,
+                log_level="warning",
             )
             self._listener: socket_mod.socket | None = None
         else:
             assert socket_path is not None
-            self._listener = bind_unix(socket_path)
+            self._listener = bind_unix(socket_path, group=socket_group)
             config = uvicorn.Config(
-                create_app(broker), fd=self._listener.fileno(), log_level="warning"
+                create_app(broker, static=static),
+                fd=self._listener.fileno(),
+                log_level="warning",
+                http=_peer_protocol(),
             )
         self.socket_path = socket_path if listen is None else None
         self._server = _server_class()(config)
@@ -105,6 +153,25 @@ class BrokerServer:
         self.request_stop()
         if self._thread is not None:
             self._thread.join(30)
+
+
+def _peer_protocol() -> Any:
+    """uvicorn's HTTP protocol, with each connection's app seeing the peer's uid in its scope
+    (uvicorn reports no client address for a unix socket, so nothing else carries it)."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class PeerProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            uid = peer_uid(transport.get_extra_info("socket"))
+            app: Any = getattr(self, "app")  # noqa: B009  (set by uvicorn; untyped here)
+
+            async def with_peer(scope: Any, receive: Any, send: Any) -> None:
+                await app({**scope, PEER_UID: uid}, receive, send)
+
+            setattr(self, "app", with_peer)  # noqa: B010
+
+    return PeerProtocol
 
 
 def _server_class() -> Any:

@@ -34,6 +34,7 @@ class Submission:
     not_before: float | None = None  # unix time
     scheduled_for: float | None = None  # the cron fire time it runs for
     key: str | None = None  # idempotency key: the same key is the same job
+    owner_uid: int | None = None  # who submitted it over the unix socket (SO_PEERCRED)
 
     def __post_init__(self) -> None:
         if self.not_before is not None and not (
@@ -51,6 +52,8 @@ class Submission:
             data["not_before"] = self.not_before
         if self.scheduled_for is not None:
             data["scheduled_for"] = self.scheduled_for
+        if self.owner_uid is not None:
+            data["owner_uid"] = self.owner_uid
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -63,4 +66,6 @@ class Submission:
             not_before=data.get("not_before"),
             scheduled_for=data.get("scheduled_for"),
             key=key,
+            # Records written before owners were kept have none; a mangled one counts as none.
+            owner_uid=owner if isinstance(owner := data.get("owner_uid"), int) else None,
         )

@@ -40,6 +40,7 @@ class JobView:
     adhoc: bool
     result: dict[str, Any] | None
     releases: tuple[ReleaseView, ...] | None = None  # only for a single job's view
+    owner_uid: int | None = None  # the submitter's uid over the unix socket; None otherwise
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -164,6 +165,7 @@ class Views:
             releases=tuple(release_view(r) for r in self.journal.releases(job_id=row.id))
             if releases
             else None,
+            owner_uid=row.submission.owner_uid,
         )
 
     def job(self, job_id: str) -> JobView | None:

@@ -30,6 +30,8 @@ from gpuherd.cli.common import (
 
 if TYPE_CHECKING:
     from gpuherd.api.client import Client
+    from gpuherd.api.server import BrokerServer
+    from gpuherd.broker.service import Broker
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -90,17 +92,33 @@ def serve(
         ),
     ] = None,
     token_file: TokenOpt = None,
+    socket_group: Annotated[
+        str | None,
+        typer.Option(
+            "--socket-group",
+            help="Make the socket 0660 and owned by this group (name or gid): its members may "
+            "submit, list and cancel their own jobs; others get permission denied.",
+        ),
+    ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            help="Also serve the API and the web dashboard on HOST:PORT, besides the socket; "
+            "needs --token-file (open http://HOST:PORT/#token=TOKEN).",
+        ),
+    ] = None,
 ) -> None:
     """Run the broker in the foreground: queue jobs, free VRAM for them, always restore."""
     from gpuherd.actuators.factory import unavailable_kinds
-    from gpuherd.api.server import BrokerServer, ListenError
     from gpuherd.broker.daemon import Daemon
     from gpuherd.broker.engine import Engine
     from gpuherd.broker.journal import Journal, JournalError
     from gpuherd.broker.service import Broker
 
     cfg = load_config_or_exit(config or Path("gpuherd.yaml"), methods=unavailable_kinds())
-    token = _server_token(listen, token_file)
+    token = _server_token(listen or http, token_file)
+    gid = _group_id(socket_group)
     state_dir = state or default_state()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     state_dir.chmod(0o700)
@@ -121,21 +139,22 @@ def serve(
     if not listen:
         sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         sock.unlink(missing_ok=True)
-    try:
-        server = BrokerServer(
-            broker, socket_path=None if listen else sock, listen=listen, token=token
-        )
-    except ListenError as exc:
-        fail(str(exc), code=Exit.USAGE)
+    server, web = _servers(
+        broker, sock=None if listen else sock, listen=listen, http=http, token=token, gid=gid
+    )
     daemon.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.request_stop())
+    if web is not None:
+        web.start()
     ready = {
         "event": "listening",
         "socket": None if listen else str(sock),
         "tcp": listen,
         "state": str(state_dir),
     }
+    if http is not None:
+        ready["http"] = http
 
     def announce() -> None:  # once the socket is bound, not before
         if server.wait_started(timeout=float("inf")):
@@ -148,9 +167,47 @@ def serve(
     try:
         server.run()  # returns on SIGINT/SIGTERM
     finally:
+        if web is not None:
+            web.stop()
         daemon.stop()
         journal.close()
         print(json.dumps({"event": "stopped"}), flush=True)
+
+
+def _servers(
+    broker: Broker,
+    *,
+    sock: Path | None,
+    listen: str | None,
+    http: str | None,
+    token: str | None,
+    gid: int | None,
+) -> tuple[BrokerServer, BrokerServer | None]:
+    """The API on the socket (or --listen), and with --http a second listener with the page."""
+    from gpuherd.api.server import BrokerServer, ListenError
+
+    try:
+        server = BrokerServer(
+            broker, socket_path=sock, listen=listen, token=token, socket_group=gid, static=True
+        )
+        web = None if http is None else BrokerServer(broker, listen=http, token=token, static=True)
+    except ListenError as exc:
+        fail(str(exc), code=Exit.USAGE)
+    except OSError as exc:
+        fail(f"--socket {sock}: {exc.strerror or exc}")
+    return server, web
+
+
+def _group_id(group: str | None) -> int | None:
+    """--socket-group: a group name or a numeric gid."""
+    import grp
+
+    if group is None:
+        return None
+    try:
+        return grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        fail(f"--socket-group {group}: no such group", hint="create it: groupadd gpuherd")
 
 
 def _read_token(path: Path) -> str:
@@ -164,7 +221,7 @@ def _server_token(listen: str | None, token_file: Path | None) -> str | None:
     if listen is None:
         return None
     if token_file is None:
-        fail("--listen needs --token-file: the broker runs commands, TCP is never open")
+        fail("--listen and --http need --token-file: the broker runs commands, TCP is never open")
     token = _read_token(token_file)
     if len(token) < 16:
         fail(f"{token_file}: the token must be at least 16 characters")
@@ -345,9 +402,23 @@ def jobs(
         write_out(json.dumps(listed, indent=2))
         return
     for j in listed:
+        owner = _user_name(j.get("owner_uid"))
         stdout.print(
-            f"{j['id']}  {j['name']:<20} {j['state']:<10} {j.get('reason') or ''}", markup=False
+            f"{j['id']}  {j['name']:<20} {owner:<10} {j['state']:<10} {j.get('reason') or ''}",
+            markup=False,
         )
+
+
+def _user_name(uid: int | None) -> str:
+    """Who submitted a job: the user name of its uid; "-" for scheduled and TCP jobs."""
+    import pwd
+
+    if uid is None:
+        return "-"
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def events(
