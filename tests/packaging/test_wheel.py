@@ -1,5 +1,6 @@
 """The wheel as an operator gets it: built with `python -m build`, installed into a fresh venv
-with nothing of the checkout on the path, and run from there (version, lint, the demo)."""
+(by the broker image's install step) with nothing of the checkout on the path, and run from
+there (version, lint, the demo)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gpuherd import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "lint" / "fixtures" / "seed000-mapshot.yaml"
+INSTALL = ROOT / "deploy" / "docker" / "install.sh"
 # Signs that pip could not reach an index: the test cannot run here, it did not fail.
 OFFLINE = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable")
 
@@ -58,21 +60,19 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A venv with the wheel and its dependencies (from the index pip is configured with)."""
+    """A venv set up by the broker image's own install step (deploy/docker/install.sh): the
+    wheel and its dependencies, from the index pip is set up with. Without the image's
+    [kubernetes] extra: its client and schemas (230 MB) would double the test's time."""
     home = tmp_path_factory.mktemp("home")
     subprocess.run([sys.executable, "-m", "venv", str(home / "venv")], check=True, timeout=120)
-    wheel = next(dist.glob("*.whl"))
+    wheels = home / "wheels"
+    wheels.mkdir()
+    shutil.copy(next(dist.glob("*.whl")), wheels)
     done = subprocess.run(
-        [
-            str(home / "venv" / "bin" / "pip"),
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            str(wheel),
-        ],
+        ["sh", str(INSTALL), str(wheels), str(home / "venv" / "bin" / "python")],
         capture_output=True,
         text=True,
-        env=clean_env(home),
+        env=clean_env(home) | {"GPUHERD_EXTRAS": ""},
         cwd=home,
         timeout=300,
         check=False,
@@ -80,6 +80,8 @@ def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     if done.returncode != 0 and any(sign in done.stderr for sign in OFFLINE):
         pytest.skip("no package index reachable to install the wheel's dependencies")
     assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(f"gpuherd {__version__}")
+    assert list(wheels.iterdir()) == []  # the step removes the wheel it installed
     yield home
     shutil.rmtree(home, ignore_errors=True)
 
@@ -152,3 +154,25 @@ def test_installed_wheel_runs_without_the_checkout(installed: Path) -> None:
 
     demo = gpuherd(installed, "demo", timeout=180)
     assert demo.returncode == 0, demo.stdout + demo.stderr
+
+
+def test_lint_path_loads_no_web_stack(installed: Path) -> None:
+    trace = subprocess.run(
+        [
+            str(installed / "venv" / "bin" / "python"),
+            "-X",
+            "importtime",
+            "-m",
+            "gpuherd",
+            "lint",
+            "--help",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(installed),
+        cwd=installed,
+        check=True,
+    ).stderr
+    loaded = {line.split("|")[-1].strip() for line in trace.splitlines() if "|" in line}
+    assert "gpuherd.cli.lint" in loaded
+    assert not loaded & {"fastapi", "uvicorn", "httpx", "prometheus_client", "kubernetes"}
