@@ -97,13 +97,19 @@ def test_kill_9_and_restart(
             time.sleep(0.2)
         row = journal.job(job_id)
         assert row is not None
-        assert row.state in ("succeeded", "failed"), story(journal)
+        # Wherever the broker died, the job's outcome is its own: one that never started ran
+        # after the restart, one that ran was judged by the exit status it wrote down.
+        assert row.state == "succeeded", story(journal)
         events = [e for e in journal.events() if e.job_id == job_id]
         assert [e.kind for e in events].count("job_starting") <= 1  # never started twice
-        # The story: the job was either watched to its end or failed for the restart.
-        assert any(e.kind == "job_adopted" or "broker-restart" in e.message for e in events), [
-            (e.kind, e.message) for e in events
-        ]
+        told = {
+            "after_intent": "requeued: the broker stopped before the job started",
+            "after_release": "requeued: the broker stopped before the job started",
+            "job_running": "job process still runs",
+            "after_exit": "ended while the broker was down, exit 0",
+            "mid_restore": "job restoring",
+        }[point]
+        assert any(told in e.message for e in events), [(e.kind, e.message) for e in events]
         second_job = journal.job(queued)
         assert second_job is not None
         assert second_job.state == "succeeded", story(journal)

@@ -103,10 +103,29 @@ def test_launch_environment_and_exit(tmp_path: Path) -> None:
 
 def test_a_job_that_cannot_start_raises_launch_error(tmp_path: Path) -> None:
     launcher = LocalLauncher()
-    for argv in (["/no/such/renderer"], ["echo", "nul\x00byte"]):
-        spec = JobSpec(vram=1, command=argv)
-        with pytest.raises(LaunchError):
-            launcher.launch(JobId("x"), spec, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
+    missing = JobSpec(vram=1, command=["/no/such/renderer"])
+    with pytest.raises(LaunchError, match="/no/such/renderer: command not found"):
+        launcher.launch(JobId("x"), missing, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
+    # A NUL byte is refused where the job is declared; a launcher handed one still says no.
+    with pytest.raises(ValueError, match="argument 1 contains a NUL byte"):
+        JobSpec(vram=1, command=["echo", "nul\x00byte"])
+    smuggled = missing.model_copy(update={"command": ["echo", "nul\x00byte"]})
+    with pytest.raises(LaunchError):
+        launcher.launch(JobId("y"), smuggled, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
+
+
+def test_the_exit_status_outlives_the_broker(tmp_path: Path) -> None:
+    """The group leader writes the job's exit status down, so a broker restarted while the job
+    ran learns how it ended (before, every such job failed with "exit code unknown")."""
+    code = "import time; time.sleep(1); raise SystemExit(7)"
+    spec = job_spec(f"    vram: 1GiB\n    command: [{sys.executable!r}, -c, {code!r}]\n")
+    first = LocalLauncher()
+    handle = first.launch(JobId("e"), spec, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
+    after_restart = LocalLauncher()
+    assert after_restart.find(JobId("e"), tmp_path) == handle  # found by its job id as well
+    assert after_restart.find(JobId("nope"), tmp_path) is None
+    assert wait_exit(first, handle) == Exited(7)
+    assert wait_exit(after_restart, handle) == Exited(7)
 
 
 IGNORES_TERM = (

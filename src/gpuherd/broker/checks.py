@@ -99,6 +99,7 @@ def success(
     exit_code: int | None,
     workdir: Path,
     gpu_after: float | None,
+    gpu_watched: bool = True,
     wait_done_file: bool = True,
     clock: Clock = SYSTEM,
 ) -> list[CheckResult]:
@@ -106,8 +107,10 @@ def success(
 
     `exit_code` is None when nobody could read it (a job adopted after a broker restart).
     `gpu_after`: seconds from start until one of the job's processes showed on the GPU (None:
-    never). Without an explicit `exit_code` check, exit 0 is required, as in any job runner;
-    an adopted job with other checks is judged by those alone.
+    never). `gpu_watched` False: nobody watched the job from its start (a broker restart), so
+    `not_on_cpu` cannot be judged and is not held against it. Without an explicit `exit_code`
+    check, exit 0 is required, as in any job runner; an adopted job with other checks is judged
+    by those alone.
     """
     checks: list[SuccessCheck] = list(job.success)
     if not any(isinstance(c, ExitCodeCheck) for c in checks) and (
@@ -120,6 +123,7 @@ def success(
             exit_code=exit_code,
             workdir=workdir,
             gpu_after=gpu_after,
+            gpu_watched=gpu_watched,
             wait_done_file=wait_done_file,
             clock=clock,
         )
@@ -127,12 +131,13 @@ def success(
     ]
 
 
-def _success_one(
+def _success_one(  # noqa: PLR0911 - one return per check kind and outcome
     check: SuccessCheck,
     *,
     exit_code: int | None,
     workdir: Path,
     gpu_after: float | None,
+    gpu_watched: bool,
     wait_done_file: bool,
     clock: Clock,
 ) -> CheckResult:
@@ -156,6 +161,8 @@ def _success_one(
         case NotOnCpuCheck(within=within):
             if gpu_after is not None and gpu_after <= within:
                 return CheckResult("not_on_cpu", True, f"on the GPU after {gpu_after:.1f}s")
+            if not gpu_watched:
+                return CheckResult("not_on_cpu", True, "not judged: the broker restarted")
             seen = "" if gpu_after is None else f" (first seen after {gpu_after:.1f}s)"
             return CheckResult(
                 "not_on_cpu",

@@ -13,9 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from gpuherd.broker import results
 from gpuherd.broker.accounting import (
     NOTHING,
     Held,
@@ -24,16 +22,18 @@ from gpuherd.broker.accounting import (
     held_by_tenant,
     tenant_states,
 )
-from gpuherd.broker.checks import preflight, success
+from gpuherd.broker.checks import preflight
 from gpuherd.broker.clock import SYSTEM, Clock
+from gpuherd.broker.ending import Ender
 from gpuherd.broker.faults import crash_point
 from gpuherd.broker.firing import fire_schedules
 from gpuherd.broker.following import Followed, Published, must_stop
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.keeper import Keeper
-from gpuherd.broker.launcher import Exited, Launcher, LaunchError
+from gpuherd.broker.launcher import Launcher, LaunchError
 from gpuherd.broker.launchers import LAUNCHERS
 from gpuherd.broker.records import JobRow
+from gpuherd.broker.recovery import Recovery
 from gpuherd.broker.scheduler import JobRequest, Preempt, Wait, schedule
 from gpuherd.broker.states import JobState
 from gpuherd.gpu.base import GpuBackend, GpuSnapshot
@@ -73,6 +73,10 @@ class Engine:
             poll=self.poll,
             promised=self._promised,
         )
+        self.ender = Ender(self.journal, self.keeper, self.state_dir, self.clock)
+        self.recovery = Recovery(
+            self.config, self.journal, self._launcher, self.keeper, self.ender, self.state_dir
+        )
 
     @property
     def _launcher(self) -> Launcher:
@@ -95,6 +99,8 @@ class Engine:
     def step(self) -> None:
         snap = self.backend.snapshot()
         self._take_cancels()
+        # What a step that failed halfway left open (its jobs are in no step now).
+        self.recovery.reconcile(self.followed, retry_failed=False)
         if self._watch(snap) + self.keeper.retry_failed(skip=set(self.followed)):
             # Jobs ended and tenants came back: the reading before that is stale, and
             # scheduling on it would admit a job into memory the restores just took.
@@ -121,7 +127,7 @@ class Engine:
             gpu = self.config.gpu(job.gpu) if job is not None and job.gpu else None
             if job is None or gpu is None:
                 why = "no such job in the config any more" if job is None else "job names no GPU"
-                self._end(row.id, JobState.FAILED, why, {})
+                self.ender.end(row.id, JobState.FAILED, why, {})
                 continue
             dev = device_for(gpu, snap)
             requests.append(
@@ -152,7 +158,9 @@ class Engine:
             try:
                 self._start(queued[job_id], victims, held, vram[job_id])
             except Exception as exc:  # one job's failure never stops the others
-                self._abort(job_id, JobState.FAILED, f"broker error: {type(exc).__name__}: {exc}")
+                self._abort_job(
+                    job_id, JobState.FAILED, f"broker error: {type(exc).__name__}: {exc}"
+                )
 
     def _start(
         self, row: JobRow, victims: tuple[str, ...], held: dict[TenantName, Held], vram: int
@@ -166,14 +174,14 @@ class Engine:
         if failed:  # before any tenant is touched
             reason = "preflight: " + "; ".join(f"{c.check}: {c.detail}" for c in failed)
             extra = {"preflight": [{"check": c.check, "detail": c.detail} for c in failed]}
-            self._end(row.id, JobState.FAILED, reason, extra)
+            self.ender.end(row.id, JobState.FAILED, reason, extra)
             return
         if not self.journal.set_job_state(row.id, JobState.RELEASING, expect=(JobState.QUEUED,)):
             return  # cancelled meanwhile
         for tenant in victims:
             name = TenantName(tenant)
             if not self.keeper.release(row.id, name, held.get(name, NOTHING)):
-                self._abort(row.id, JobState.FAILED, f"could not release {tenant}")
+                self._abort_job(row.id, JobState.FAILED, f"could not release {tenant}")
                 return
         self.journal.set_job_state(row.id, JobState.STARTING)
         try:
@@ -181,7 +189,7 @@ class Engine:
                 row.id, job, gpu=gpu, workdir=workdir, log_dir=self.state_dir / "logs"
             )
         except LaunchError as exc:  # vanished binary, bad workdir: give the tenants back at once
-            self._abort(row.id, JobState.FAILED, f"could not start: {exc}")
+            self._abort_job(row.id, JobState.FAILED, f"could not start: {exc}")
             return
         self.journal.set_job_state(row.id, JobState.RUNNING, handle=handle)
         started = self.journal.job(row.id)
@@ -207,59 +215,16 @@ class Engine:
                     continue
                 self.journal.record("job_stopping", f.stopped_for, job_id=job_id)
                 exited = self._launcher.stop(f.handle, grace=f.job.grace)
-            self._finish(job_id, f, exited)
+            del self.followed[job_id]
+            self.ender.finish(f, exited)
             ended += 1
         return ended
 
-    def _finish(self, job_id: JobId, f: Followed, exited: Exited) -> None:
-        del self.followed[job_id]
-        crash_point("after_exit")
-        self.journal.set_job_state(job_id, JobState.RESTORING, exit_code=exited.code)
-        self.keeper.restore_job(job_id)  # as soon as the job ends, whatever its outcome
-        started = f.row.started_at or self.clock.now()
-        checks = success(
-            f.job,
-            exit_code=exited.code,
-            workdir=f.workdir,
-            gpu_after=None if f.gpu_seen_at is None else f.gpu_seen_at - started,
-            clock=self.clock,
-        )
-        reasons = [f.stopped_for] if f.stopped_for else []
-        reasons += [f"{c.check}: {c.detail}" for c in checks if not c.ok]
-        cancelled = f.stopped_for == "cancelled"
-        outcome = (
-            JobState.CANCELLED if cancelled else JobState.FAILED if reasons else JobState.SUCCEEDED
-        )
-        extra = {
-            "exit_code": exited.code,
-            "stopped_for": f.stopped_for,
-            "peak_vram_bytes": f.peak_vram,
-            "checks": [{"check": c.check, "ok": c.ok, "detail": c.detail} for c in checks],
-        }
-        self._end(job_id, outcome, "cancelled" if cancelled else "; ".join(reasons) or None, extra)
-
-    def _abort(self, job_id: JobId, outcome: JobState, reason: str) -> None:
-        """The one way a job ends early: its tenants come back first, then the record."""
-        self.followed.pop(job_id, None)
-        row = self.journal.job(job_id)
-        if row is None or row.state.final:
-            return
-        if row.state is not JobState.QUEUED:
-            self.journal.set_job_state(job_id, JobState.RESTORING, reason=reason)
-            self.keeper.restore_job(job_id)
-        self._end(job_id, outcome, reason, {})
-
-    def _end(
-        self, job_id: JobId, outcome: JobState, reason: str | None, extra: dict[str, Any]
-    ) -> None:
-        self.journal.set_job_state(job_id, outcome, reason=reason)
-        row = self.journal.job(job_id)
-        assert row is not None
-        record = results.record(row, self.journal.releases(job_id=job_id), extra)
-        self.journal.set_result(job_id, record)
-        results.write(self.state_dir, record)
-
     # --- cancel: asked from any thread, done by the loop ------------------------------------
+
+    def _abort_job(self, job_id: JobId, outcome: JobState, reason: str) -> None:
+        self.followed.pop(job_id, None)
+        self.ender.abort(job_id, outcome, reason)
 
     def request_cancel(self, job_id: JobId) -> None:
         with self._cancels_lock:
@@ -273,29 +238,10 @@ class Engine:
             if f is not None:
                 f.stopped_for = "cancelled"  # _watch stops it and restores its tenants
             else:
-                self._abort(job_id, JobState.CANCELLED, "cancelled")
+                self._abort_job(job_id, JobState.CANCELLED, "cancelled")
 
     # --- after a crash ------------------------------------------------------------------------
 
     def replay(self) -> None:
-        for row in self.journal.jobs():
-            if row.state not in _ENDING:
-                continue
-            job = self.job_of(row)
-            gpu = self.config.gpu(job.gpu or "") if job is not None else None
-            if (
-                row.handle is not None
-                and job is not None
-                and gpu is not None
-                and self._launcher.adopt(row.handle)
-            ):
-                self.journal.record("job_adopted", "job process still runs", job_id=row.id)
-                workdir = Path(job.workdir) if job.workdir else self.state_dir
-                vram = job.vram.resolve(gpu.memory) or 0
-                self.followed[row.id] = Followed(row, job, gpu, row.handle, workdir, vram)
-                continue
-            self._abort(row.id, JobState.FAILED, "broker-restart")
-        # Releases of jobs that are neither queued nor followed: give the tenants back.
-        for release in self.journal.pending_restores():
-            if release.job_id not in self.followed:
-                self.keeper.restore(release)
+        """On start: finish what a crash left open, failed restores included."""
+        self.recovery.reconcile(self.followed, retry_failed=True)

@@ -26,6 +26,7 @@ class Followed:
     peak_vram: int = 0
     vram_now: int = 0
     stopped_for: str | None = None  # why the broker stopped it (timeout, not on the GPU, cancel)
+    watched: bool = True  # False: followed only after a restart, its start was not seen
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,11 @@ class Launcher(Protocol):
         """After a restart: whether the job behind `handle` still runs (it is followed again)."""
         ...
 
+    def find(self, job_id: JobId, log_dir: Path) -> Handle | None:
+        """After a crash between starting a job and journaling its handle: the job, if it
+        runs (None if it never started)."""
+        ...
+
     def owns(self, handle: Handle, pid: int) -> bool:
         """Whether GPU process `pid` belongs to the job (its memory counts as the job's)."""
         ...

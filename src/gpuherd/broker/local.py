@@ -1,9 +1,12 @@
-"""Jobs as local processes: each in its own process group, found again by pid + start time."""
+"""Jobs as local processes: each in its own process group led by `jobwrap`, which records the
+exit status; found again after a restart by pid + start time, or by its job id."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +17,19 @@ from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.ids import JobId
 from gpuherd.procctl import terminate_group
 from gpuherd.spec.model import GpuSpec, JobSpec
+
+
+def _exit_file(log_dir: Path, job_id: str) -> Path:
+    return log_dir / f"{job_id}.exit"
+
+
+def _recorded(path: str | None) -> int | None:
+    if not path:
+        return None
+    try:
+        return int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 class LocalLauncher:
@@ -35,11 +51,20 @@ class LocalLauncher:
             "NVIDIA_VISIBLE_DEVICES": device,
             "GPUHERD_JOB_ID": job_id,
         }
+        program = job.command[0]
+        where = program if "/" in program else shutil.which(program, path=env.get("PATH"))
+        if where is None or not (workdir / where).exists():
+            raise LaunchError(f"{program}: command not found")
+        if not workdir.is_dir():
+            raise LaunchError(f"workdir {workdir} is not a directory")
+        exit_file = _exit_file(log_dir, job_id)
+        exit_file.unlink(missing_ok=True)
+        wrapper = [sys.executable, "-m", "gpuherd.broker.jobwrap", str(exit_file), "--"]
         out, err = log_dir / f"{job_id}.out", log_dir / f"{job_id}.err"
         try:
             with out.open("wb") as stdout, err.open("wb") as stderr:
                 proc = subprocess.Popen(
-                    job.command,
+                    [*wrapper, *job.command],
                     cwd=workdir,
                     env=env,
                     stdout=stdout,
@@ -55,7 +80,7 @@ class LocalLauncher:
             threading.Thread(
                 target=lambda: (proc.wait(), on_exit()), name=f"wait-{job_id}", daemon=True
             ).start()
-        return Handle.of(self.name, pid=proc.pid, ticks=start_ticks(proc.pid))
+        return Handle.of(self.name, pid=proc.pid, ticks=start_ticks(proc.pid), exit=str(exit_file))
 
     def poll(self, handle: Handle) -> Exited | None:
         pid = int(handle.get("pid"))
@@ -65,19 +90,41 @@ class LocalLauncher:
             return None if code is None else Exited(code)
         if start_ticks(pid) == handle.get("ticks"):
             return None
-        return Exited(None)  # adopted: not our child, its status is not ours to read
+        # Not our child (adopted after a restart): its leader wrote the status down.
+        return Exited(_recorded(handle.get("exit")))
 
     def stop(self, handle: Handle, *, grace: float) -> Exited:
         pid = int(handle.get("pid"))
-        proc = self._procs.pop(pid, None)
+        proc = self._procs.get(pid)
         if proc is None and start_ticks(pid) != handle.get("ticks"):
-            return Exited(None)  # gone already; never signal a recycled pid's group
+            return self.poll(handle) or Exited(None)  # gone already: never signal a recycled pid
         reap = proc.poll if proc is not None else lambda: None
         terminate_group(pid, grace=grace, reap=reap)
-        return Exited(None if proc is None else proc.wait())
+        if proc is not None:
+            return Exited(proc.wait())
+        return Exited(_recorded(handle.get("exit")))
 
     def adopt(self, handle: Handle) -> bool:
         return bool(start_ticks(int(handle.get("pid"))) == handle.get("ticks"))
+
+    def find(self, job_id: JobId, log_dir: Path) -> Handle | None:
+        """The group leader of a job started just before a crash, before its handle was
+        journaled: the process whose environment names the job and that leads its group."""
+        marker = f"GPUHERD_JOB_ID={job_id}".encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    environ = f.read().split(b"\0")
+                leads = os.getpgid(pid) == pid
+            except OSError:
+                continue
+            if leads and marker in environ:
+                exit_file = str(_exit_file(log_dir, job_id))
+                return Handle.of(self.name, pid=pid, ticks=start_ticks(pid), exit=exit_file)
+        return None
 
     def owns(self, handle: Handle, pid: int) -> bool:
         try:

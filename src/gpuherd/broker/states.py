@@ -32,7 +32,8 @@ JOB_MOVES: dict[JobState, frozenset[JobState]] = {
     JobState.RELEASING: frozenset({JobState.STARTING, JobState.RESTORING, *_ENDINGS}),
     JobState.STARTING: frozenset({JobState.RUNNING, JobState.RESTORING, *_ENDINGS}),
     JobState.RUNNING: frozenset({JobState.RESTORING, *_ENDINGS}),
-    JobState.RESTORING: frozenset({JobState.RESTORING, *_ENDINGS}),  # replay re-enters it
+    # Replay re-enters it; a job that never started goes back to the queue through it.
+    JobState.RESTORING: frozenset({JobState.RESTORING, JobState.QUEUED, *_ENDINGS}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),

@@ -30,7 +30,25 @@ from gpuherd.units import parse_bytes, parse_cron, parse_duration, parse_fractio
 ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Cron = Annotated[str, BeforeValidator(parse_cron)]
-Argv = Annotated[list[str], Field(min_length=1)]
+def _no_nul(argv: list[str]) -> list[str]:
+    # exec refuses a NUL byte: caught here, not after tenants were released for the job.
+    for i, arg in enumerate(argv):
+        if "\x00" in arg:
+            raise ValueError(f"argument {i} contains a NUL byte")
+    return argv
+
+
+def _env(env: dict[str, str]) -> dict[str, str]:
+    for key, value in env.items():
+        if not key or "=" in key or "\x00" in key:
+            raise ValueError(f"invalid environment variable name {key!r}")
+        if "\x00" in value:
+            raise ValueError(f"the value of {key} contains a NUL byte")
+    return env
+
+
+Argv = Annotated[list[str], Field(min_length=1), AfterValidator(_no_nul)]
+Env = Annotated[dict[str, str], AfterValidator(_env)]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -535,7 +553,7 @@ class JobSpec(SpecModel):
     priority: int = 0
     command: Argv
     workdir: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: Env = Field(default_factory=dict)
     schedule: Cron | None = None
     catch_up: Duration | None = None
     timeout: Annotated[Duration, Field(gt=0)] = 3600.0
