@@ -1,0 +1,110 @@
+"""This node's pods, kept current by one watch (field selector `spec.nodeName`).
+
+List once, then watch from the list's resourceVersion with bookmarks; the bookmarks keep the
+version fresh so a reconnect rarely needs the list again. When the version expired (410 Gone,
+on the request or as an ERROR event in the stream) the cache lists again and resumes. In steady
+state no LIST is ever repeated: `lists` counts them for the tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from gpuherd.gpu.attribution import PodInfo
+from gpuherd.k8s.client import Gone, KubeClient, KubeError
+
+Obj = dict[str, Any]
+_WATCH_SECONDS = 300  # the server ends a watch after this; it is reopened from the last version
+
+
+class PodCache:
+    def __init__(
+        self,
+        client: KubeClient,
+        node: str,
+        *,
+        on_change: Callable[[], None] | None = None,
+        watch_seconds: int = _WATCH_SECONDS,
+    ) -> None:
+        self.client, self.node, self.on_change = client, node, on_change
+        self.watch_seconds = watch_seconds
+        self._pods: dict[str, Obj] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.synced = threading.Event()
+        self.version = ""
+        self.lists = 0  # LISTs made: one at start, one per expired version
+        self.gone = 0  # 410s met
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gpuherd-pods", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- reads ----------------------------------------------------------------------------
+    def pods(self) -> list[Obj]:
+        with self._lock:
+            return list(self._pods.values())
+
+    def infos(self) -> dict[str, PodInfo]:
+        """uid -> namespace, name, labels: what attribution needs to match `pod:` tenants."""
+        with self._lock:
+            return {
+                uid: PodInfo(
+                    namespace=p["metadata"].get("namespace", ""),
+                    name=p["metadata"]["name"],
+                    labels=dict(p["metadata"].get("labels") or {}),
+                )
+                for uid, p in self._pods.items()
+            }
+
+    # --- the loop -------------------------------------------------------------------------
+    def _list(self) -> None:
+        found = self.client.list_pods(node=self.node)
+        self.lists += 1
+        with self._lock:
+            self._pods = {p["metadata"]["uid"]: p for p in found.get("items") or []}
+        self.version = str(found["metadata"]["resourceVersion"])
+        self.synced.set()
+        if self.on_change is not None:
+            self.on_change()
+
+    def _apply(self, event: Obj) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        meta = obj.get("metadata") or {}
+        if meta.get("resourceVersion"):
+            self.version = str(meta["resourceVersion"])
+        if kind == "BOOKMARK":
+            return
+        with self._lock:
+            if kind == "DELETED":
+                self._pods.pop(meta.get("uid", ""), None)
+            elif kind in ("ADDED", "MODIFIED"):
+                self._pods[meta["uid"]] = obj
+        if self.on_change is not None:
+            self.on_change()
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                if not self.version:
+                    self._list()
+                for event in self.client.watch_pods(
+                    self.node, self.version, timeout=self.watch_seconds
+                ):
+                    self._apply(event)
+                    backoff = 0.2
+                    if self._stop.is_set():
+                        return
+            except Gone:
+                self.gone += 1
+                self.version = ""  # list again, then watch from there
+            except KubeError:
+                self._stop.wait(backoff)  # the server is away: resume from the last version
+                backoff = min(backoff * 2, 10.0)

@@ -1,0 +1,38 @@
+"""The Kubernetes mode's process-wide session: the API client, this node's name and its pod
+cache. `gpuherd serve --kubernetes` opens it once; the `kubernetes` release method, built by the
+actuator registry from a method's settings alone, finds the cluster here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpuherd.gpu.procinfo import ROOT
+from gpuherd.k8s.client import KubeClient
+from gpuherd.k8s.pods import PodCache
+
+ANNOTATION = "gpuherd.io/"
+RESTORE_REPLICAS = "gpuherd.io/restore-replicas"
+RELEASED_BY = "gpuherd.io/released-by"
+RELEASED_AT = "gpuherd.io/released-at"
+
+
+@dataclass
+class Session:
+    client: KubeClient
+    node: str
+    pods: PodCache
+    proc_root: Path = ROOT  # where /proc is read for attribution (a simulated kubelet's tree)
+
+
+_current: list[Session] = []
+
+
+def use(session: Session | None) -> None:
+    _current.clear()
+    if session is not None:
+        _current.append(session)
+
+
+def current() -> Session | None:
+    return _current[0] if _current else None
