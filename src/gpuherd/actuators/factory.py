@@ -18,6 +18,7 @@ from gpuherd.spec.model import (
     METHOD_KINDS,
     CommandMethod,
     HttpMethod,
+    KubernetesMethod,
     OllamaMethod,
     PreemptMethod,
     SignalMethod,
@@ -35,12 +36,19 @@ def _http(h: HttpMethod) -> Actuator:
     return HttpActuator(preset=h.preset, url=h.url, model=h.model, release=release, restore=restore)
 
 
+def _kubernetes(m: KubernetesMethod) -> Actuator:
+    from gpuherd.actuators.kubernetes import KubernetesActuator  # the client is an extra
+
+    return KubernetesActuator(m)
+
+
 _FACTORIES: dict[type[Any], Callable[[Any], Actuator]] = {
     CommandMethod: lambda m: CommandActuator(m.release, m.restore),
     SignalMethod: lambda m: SignalActuator(m.signal, m.grace, m.start),
     OllamaMethod: lambda m: OllamaActuator(m.url, m.reload),
     VllmSleepMethod: lambda m: VllmSleepActuator(m.url, m.level),
     HttpMethod: _http,
+    KubernetesMethod: _kubernetes,
 }
 
 # Methods that only work in a mode of the broker: kind -> (mode, the flag that turns it on).

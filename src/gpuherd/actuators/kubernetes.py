@@ -1,0 +1,58 @@
+"""The `kubernetes` release method: scale the tenant's workload's pods on this node away and
+back (see `gpuherd.k8s.scaling`). Only in the Kubernetes mode, which opens the session it uses.
+The keeper journals the intent before and checks the GPU after: a scale that returned is not
+yet memory freed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpuherd.actuators.base import ActContext, ActuatorError
+from gpuherd.k8s import scaling
+from gpuherd.k8s.client import KubeError, Ref
+from gpuherd.k8s.session import Session, current
+from gpuherd.spec.model import KubernetesMethod
+
+
+class KubernetesActuator:
+    kind = "kubernetes"
+
+    def __init__(self, method: KubernetesMethod) -> None:
+        self.ref = Ref(method.kind_, method.namespace, method.name)
+
+    def _session(self) -> Session:
+        session = current()
+        if session is None:
+            raise ActuatorError(
+                "the kubernetes method needs the Kubernetes mode (gpuherd serve --kubernetes)"
+            )
+        return session
+
+    def release(self, ctx: ActContext) -> dict[str, Any]:
+        s = self._session()
+        job = ctx.env.get("GPUHERD_RELEASE_FOR", "unknown")
+        try:
+            done = scaling.release(s.client, self.ref, node=s.node, job=job)
+        except (scaling.Refused, KubeError) as exc:
+            raise ActuatorError(str(exc)) from None
+        return {
+            "workload": str(self.ref),
+            "replicas": done.replicas,
+            "removed": done.removed,
+            "keda": done.keda,
+        }
+
+    def restore(self, ctx: ActContext, detail: dict[str, Any]) -> dict[str, Any]:
+        s = self._session()
+        keda = detail.get("keda")
+        try:
+            replicas = scaling.restore(
+                s.client,
+                self.ref,
+                replicas=detail.get("replicas"),
+                keda=str(keda) if keda else None,
+                timeout=ctx.timeout,
+            )
+        except KubeError as exc:
+            raise ActuatorError(str(exc)) from None
+        return {"workload": str(self.ref), "replicas": replicas}

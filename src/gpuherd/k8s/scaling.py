@@ -1,0 +1,150 @@
+"""Releasing a workload's pods on this node by scaling it, and bringing them back.
+
+The order is what makes a crash at any point recoverable from the cluster alone: the workload
+is annotated first (`restore-replicas`, `released-by: NODE/JOB`, `released-at`), then scaled
+through the `scale` subresource with a resourceVersion precondition. A broker that lost its
+journal finds the annotations and scales back. The annotations go only once the pods are back
+and Ready.
+
+Never fight another owner of `spec.replicas`: an HPA targeting the workload makes the release
+refused with the reason; a KEDA ScaledObject is paused with its own annotation instead. A
+workload with pods on other nodes loses only this node's: they get the lowest
+pod-deletion-cost and the workload shrinks by their count. A StatefulSet cannot choose which
+pods go (it removes the highest ordinals), so one with pods elsewhere is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gpuherd.k8s.client import KubeClient, KubeError, Ref
+from gpuherd.k8s.session import RELEASED_AT, RELEASED_BY, RESTORE_REPLICAS
+
+Obj = dict[str, Any]
+KEDA_PAUSED = "autoscaling.keda.sh/paused-replicas"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+_KEDA_HPA = "keda-operator"
+
+
+class Refused(Exception):
+    """The release would fight another controller or remove pods on other nodes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    replicas: int  # what it had: the restore target
+    removed: int  # its pods on this node
+    keda: str | None  # the ScaledObject paused instead of scaling
+
+
+def selector(workload: Obj) -> str:
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _targets(obj: Obj, ref: Ref) -> bool:
+    target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
+    return bool(target.get("name") == ref.name and target.get("kind", ref.kind) == ref.kind)
+
+
+def owners(client: KubeClient, ref: Ref) -> tuple[str | None, str | None]:
+    """(an HPA that owns its replicas, a KEDA ScaledObject that does): at most one matters."""
+    scaled = next((o for o in client.list_scaled_objects(ref.namespace) if _targets(o, ref)), None)
+    if scaled is not None:
+        return None, str(scaled["metadata"]["name"])
+    for hpa in client.list_hpas(ref.namespace):
+        managed = (hpa["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by")
+        if _targets(hpa, ref) and managed != _KEDA_HPA:
+            return str(hpa["metadata"]["name"]), None
+    return None, None
+
+
+def release(client: KubeClient, ref: Ref, *, node: str, job: str) -> Released:
+    workload = client.get_workload(ref)
+    hpa, keda = owners(client, ref)
+    if hpa is not None:
+        raise Refused(
+            f"{ref}: HorizontalPodAutoscaler {hpa} owns its replicas; gpuherd will not fight "
+            "it (pause the HPA, or use an app-native method such as ollama or vllm-sleep)"
+        )
+    notes = (workload["metadata"].get("annotations")) or {}
+    replicas = int((workload.get("spec") or {}).get("replicas") or 0)
+    if RESTORE_REPLICAS in notes:  # released before (a crash after scaling): keep its number
+        replicas = int(notes[RESTORE_REPLICAS])
+    pods = client.list_pods(namespace=ref.namespace, labels=selector(workload)).get("items") or []
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    here = [p for p in live if (p.get("spec") or {}).get("nodeName") == node]
+    elsewhere = len(live) - len(here)
+    if elsewhere and ref.kind == "StatefulSet":
+        raise Refused(
+            f"{ref}: {elsewhere} of its pods run on other nodes and a StatefulSet always "
+            "removes its highest ordinals, so its pods on this node cannot be singled out"
+        )
+    target = max(replicas - len(here), 0) if elsewhere else 0
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    client.patch_workload(
+        ref,
+        {
+            "metadata": {
+                "annotations": {
+                    RESTORE_REPLICAS: str(replicas),
+                    RELEASED_BY: f"{node}/{job}",
+                    RELEASED_AT: at,
+                }
+            }
+        },
+    )
+    if elsewhere:  # the ReplicaSet removes the cheapest pods first
+        for pod in here:
+            meta = pod["metadata"]
+            patch = {"metadata": {"annotations": {DELETION_COST: "-2147483647"}}}
+            client.patch_pod(meta["namespace"], meta["name"], patch)
+    if keda is not None:
+        patch = {"metadata": {"annotations": {KEDA_PAUSED: str(target)}}}
+        client.patch_scaled_object(ref.namespace, keda, patch)
+    else:
+        client.scale(ref, target)
+    return Released(replicas=replicas, removed=len(here), keda=keda)
+
+
+def restore(
+    client: KubeClient, ref: Ref, *, replicas: int | None, keda: str | None, timeout: float
+) -> int:
+    """Scale back to the annotated number (else `replicas`), wait until that many pods are
+    Ready, then drop the annotations. Returns the replicas restored."""
+    workload = client.get_workload(ref)
+    notes = workload["metadata"].get("annotations") or {}
+    want = int(notes.get(RESTORE_REPLICAS, replicas if replicas is not None else 1))
+    if keda is not None:
+        client.patch_scaled_object(
+            ref.namespace, keda, {"metadata": {"annotations": {KEDA_PAUSED: None}}}
+        )
+    client.scale(ref, want)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.get_workload(ref).get("status") or {}
+        if int(status.get("readyReplicas") or 0) >= want:
+            break
+        if time.monotonic() > deadline:
+            raise KubeError(0, f"{ref}: {want} pods not Ready after {timeout:g}s")
+        time.sleep(0.2)
+    gone = {RESTORE_REPLICAS: None, RELEASED_BY: None, RELEASED_AT: None}
+    client.patch_workload(ref, {"metadata": {"annotations": gone}})
+    return want
+
+
+def released_here(client: KubeClient, node: str) -> list[tuple[Ref, str, int]]:
+    """Workloads annotated as released by this node: (ref, job, restore-replicas). What a
+    broker whose journal was lost restores from."""
+    found = []
+    for kind in ("Deployment", "StatefulSet"):
+        for w in client.list_workloads(kind):
+            notes = w["metadata"].get("annotations") or {}
+            by = str(notes.get(RELEASED_BY, ""))
+            if by.split("/", 1)[0] == node and RESTORE_REPLICAS in notes:
+                ref = Ref(kind, w["metadata"]["namespace"], w["metadata"]["name"])
+                found.append((ref, by.split("/", 1)[-1], int(notes[RESTORE_REPLICAS])))
+    return found
