@@ -118,6 +118,8 @@ def test_metadata_names_license_urls_extras_and_entry_point(dist: Path) -> None:
     assert "gpuherd = gpuherd.cli.app:main" in entry
     assert "gpuherd/py.typed" in names
     assert "gpuherd/examples/demo.yaml" in names
+    for page in ("index.html", "dashboard.js", "dashboard.css"):  # the dashboard, no build step
+        assert f"gpuherd/api/static/{page}" in names
     assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
 
 

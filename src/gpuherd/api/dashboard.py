@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from gpuherd.broker.service import Broker
-from gpuherd.ids import JobName
+from gpuherd.ids import JobName, TenantName
 
 STATIC = Path(__file__).resolve().parent / "static"
 HOUR = 3600.0
@@ -36,7 +36,7 @@ class History:
     """Samples of memory per GPU: total, used, and the bytes each tenant and running job holds
     there. `sample()` appends one; the ring keeps the last hour."""
 
-    def __init__(self, broker: Broker, *, every: float = 5.0) -> None:
+    def __init__(self, broker: Broker, *, every: float = 2.0) -> None:
         self.broker = broker
         self.every = every
         self._samples: deque[dict[str, Any]] = deque(maxlen=int(HOUR / every) + 1)
@@ -74,7 +74,32 @@ class History:
             await asyncio.sleep(self.every)
 
 
-def mount_dashboard(app: FastAPI, broker: Broker, *, every: float = 5.0) -> History:
+def tenant_downtimes(broker: Broker) -> list[dict[str, Any]]:
+    """Each tenant's state and GPU, with `down_since` (released and not back yet), the last
+    completed release's `last_down_s`, its `max_downtime_s` and how many releases so far."""
+    releases = broker.views.releases()
+    out = []
+    for t in broker.views.tenants():
+        mine = [r for r in releases if r.tenant == t.name]
+        spec = broker.config.tenants.get(TenantName(t.name))
+        open_ = [r for r in mine if r.restored_at is None and r.released_at is not None]
+        done = [r for r in mine if r.down_s is not None]
+        out.append(
+            {
+                "name": t.name,
+                "state": str(t.state),
+                "gpu": t.gpu,
+                "held": t.held,
+                "down_since": open_[-1].released_at if open_ else None,
+                "last_down_s": done[-1].down_s if done else None,
+                "max_downtime_s": None if spec is None else spec.max_downtime,
+                "releases": len(mine),
+            }
+        )
+    return out
+
+
+def mount_dashboard(app: FastAPI, broker: Broker, *, every: float = 2.0) -> History:
     history = History(broker, every=every)
 
     @contextlib.asynccontextmanager
@@ -93,6 +118,11 @@ def mount_dashboard(app: FastAPI, broker: Broker, *, every: float = 5.0) -> Hist
     def history_since(since: float = 0.0) -> list[dict[str, Any]]:
         """Memory per GPU by tenant and job, one sample every few seconds, the last hour."""
         return history.since(max(since, time.time() - HOUR))
+
+    @app.get("/v1/tenants", tags=["dashboard"])
+    def tenants() -> list[dict[str, Any]]:
+        """Tenants with their state, and how long they are or were last down."""
+        return tenant_downtimes(broker)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

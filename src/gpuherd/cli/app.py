@@ -17,6 +17,7 @@ from gpuherd.cli import lint as lint_cmd
 from gpuherd.cli import plan as plan_cmd
 from gpuherd.cli import setup as setup_cmd
 from gpuherd.cli import sim as sim_cmd
+from gpuherd.cli import ui as ui_cmd
 from gpuherd.cli import validate as validate_cmd
 
 app = typer.Typer(
@@ -61,6 +62,7 @@ app.add_typer(setup_cmd.app, name="setup")
 app.add_typer(checkpoint_cmd.app, name="checkpoint")
 for _name in ("serve", "submit", "status", "jobs", "events", "cancel", "logs"):
     app.command(name=_name)(getattr(broker_cmd, _name))
+app.command(name="ui")(ui_cmd.ui)
 
 
 @app.command()
