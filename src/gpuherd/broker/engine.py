@@ -28,6 +28,7 @@ from gpuherd.broker.ending import Ender
 from gpuherd.broker.faults import crash_point
 from gpuherd.broker.firing import fire_schedules
 from gpuherd.broker.following import Followed, Published, must_stop
+from gpuherd.broker.guarding import Guarding
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.keeper import Keeper
 from gpuherd.broker.launcher import Launcher, LaunchError
@@ -77,6 +78,7 @@ class Engine:
         self.recovery = Recovery(
             self.config, self.journal, self._launcher, self.keeper, self.ender, self.state_dir
         )
+        self.guarding = Guarding(self.config, self.journal, self.keeper, self.clock, self._promised)
 
     @property
     def _launcher(self) -> Launcher:
@@ -109,6 +111,7 @@ class Engine:
             self.config, self.journal, now=self.clock.now(), up_since=self.up_since or 0.0
         )
         self._schedule(snap)
+        self.guarding.step(snap)  # after the jobs: room promised to them is off limits
         self.published = Published(
             snapshot=snap,
             waiting=dict(self.waiting),

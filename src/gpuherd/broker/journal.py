@@ -339,6 +339,17 @@ class Journal:
         )
         return {TenantName(t): max(0.0, float(c or 0.0)) for t, c in self._read.execute(sql)}
 
+    def guard_job(self, job_id: JobId, gpu: str) -> None:
+        """The row a GPU's headroom guard journals its releases under (`guard.guard_job_id`).
+        No job runs in it: it is born ended, so no job path (queue, replay) ever picks it up."""
+        now = self._clock()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO jobs (id, name, submission, state, submitted_at, ended_at, "
+                "reason) VALUES (?, ?, ?, 'succeeded', ?, ?, 'guard')",
+                (job_id, f"guard:{gpu}", json.dumps({"job": f"guard:{gpu}"}), now, now),
+            )
+
     # --- schedules ----------------------------------------------------------------------------
 
     def schedule_marks(self) -> dict[str, float]:

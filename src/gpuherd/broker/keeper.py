@@ -19,6 +19,7 @@ from gpuherd.actuators.health import probe, wait_healthy
 from gpuherd.broker.accounting import NOTHING, Held, device_for, held_by_tenant
 from gpuherd.broker.clock import Clock, wait_until
 from gpuherd.broker.faults import crash_point
+from gpuherd.broker.guard import is_guard_job
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.records import ReleaseRow, RestorePlan
 from gpuherd.broker.states import ReleaseState
@@ -118,7 +119,11 @@ class Keeper:
         (never dropped: a tenant left down is the 4 AM failure this tool exists to prevent)."""
         broker, now, tried = self.config.broker, self.clock.now(), 0
         for release in self.journal.pending_restores():
-            if release.state is not ReleaseState.RESTORE_FAILED or release.job_id in skip:
+            if (
+                release.state is not ReleaseState.RESTORE_FAILED
+                or release.job_id in skip
+                or is_guard_job(release.job_id)  # the guard restores its own when there is room
+            ):
                 continue
             wait = min(broker.restore_retry_max, broker.restore_retry * 2 ** (release.attempts - 1))
             if now < (release.failed_at or 0) + wait:

@@ -22,6 +22,27 @@ class BrokerCollector(Collector):
         yield from self._hardware()
         yield from self._releases()
         yield from self._jobs()
+        yield from self._guard()
+
+    def _guard(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        flaps = CounterMetricFamily(
+            "gpuherd_guard_flaps", "Times a GPU's headroom guard started flapping"
+        )
+        flaps.add_metric([], self.views.event_counts().get("guard_flapping", 0))
+        yield flaps
+        flapping = GaugeMetricFamily(
+            "gpuherd_guard_flapping",
+            "1 while a GPU's guard releases more often than flaps_per_hour, with the tenants",
+            labels=["gpu", "tenants"],
+        )
+        released = GaugeMetricFamily(
+            "gpuherd_guard_released", "Tenants a GPU's guard holds released", labels=["gpu"]
+        )
+        for g in self.views.guard():
+            flapping.add_metric([g.gpu, ",".join(g.flapping)], 1 if g.flapping else 0)
+            released.add_metric([g.gpu], len(g.released))
+        yield flapping
+        yield released
 
     def _hardware(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         memory = GaugeMetricFamily(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gpuherd.broker.ending import Ender
 from gpuherd.broker.following import Followed
+from gpuherd.broker.guard import is_guard_job
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.keeper import Keeper
 from gpuherd.broker.launcher import Exited, Launcher
@@ -40,6 +41,8 @@ class Recovery:
                 self._recover(row, followed)
         for release in self.journal.pending_restores():
             failed = release.state is ReleaseState.RESTORE_FAILED
+            if is_guard_job(release.job_id):
+                continue  # the guard brings its own back, once the room is there (guarding)
             if release.job_id not in followed and (retry_failed or not failed):
                 self.keeper.restore(release)
 

@@ -4,14 +4,21 @@ engine's own state or the journal's rows."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from gpuherd.broker.accounting import held_by_tenant
+from gpuherd.broker.guard import guard_job_id, is_guard_job
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.records import EventRow, JobRow, ReleaseRow
-from gpuherd.broker.states import TENANT_STATE_OF_RELEASE, JobState, TenantState
+from gpuherd.broker.states import (
+    OPEN_RELEASE_STATES,
+    TENANT_STATE_OF_RELEASE,
+    JobState,
+    TenantState,
+)
 from gpuherd.spec.model import Config
 
 
@@ -86,11 +93,25 @@ class EngineHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardView:
+    """A GPU's headroom guard: what it keeps free, whom it holds released, and whether it flaps
+    (more guard releases in the last hour than `flaps_per_hour`, with the tenants they hit)."""
+
+    gpu: str
+    min_free: int
+    released: tuple[str, ...]
+    releases_last_hour: int
+    flaps_per_hour: int
+    flapping: tuple[str, ...]  # the tenants, while it flaps
+
+
+@dataclass(frozen=True, slots=True)
 class StatusView:
     gpus: tuple[GpuView, ...]
     tenants: tuple[TenantView, ...]
     jobs: tuple[JobView, ...]
     engine: EngineHealth
+    guard: tuple[GuardView, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +119,7 @@ class StatusView:
             "tenants": [asdict(t) for t in self.tenants],
             "jobs": [j.to_dict() for j in self.jobs],
             "engine": asdict(self.engine),
+            "guard": [asdict(g) for g in self.guard],
         }
 
 
@@ -173,7 +195,28 @@ class Views:
         return None if row is None else self._job(row, releases=True)
 
     def jobs(self, *, include_ended: bool = False) -> list[JobView]:
-        return [self._job(r) for r in self.journal.jobs(include_ended=include_ended)]
+        rows = self.journal.jobs(include_ended=include_ended)
+        return [self._job(r) for r in rows if not is_guard_job(r.id)]  # the guard's, not jobs
+
+    def guard(self) -> list[GuardView]:
+        views = []
+        for gpu in self.config.gpus or []:
+            if gpu.guard is None:
+                continue
+            rows = self.journal.releases(job_id=guard_job_id(gpu.name))
+            recent = [r for r in rows if r.created_at >= time.time() - 3600]
+            flaps = len(recent) > gpu.guard.flaps_per_hour
+            views.append(
+                GuardView(
+                    gpu=gpu.name,
+                    min_free=gpu.guard.min_free,
+                    released=tuple(r.tenant for r in rows if r.state in OPEN_RELEASE_STATES),
+                    releases_last_hour=len(recent),
+                    flaps_per_hour=gpu.guard.flaps_per_hour,
+                    flapping=tuple(sorted({r.tenant for r in recent})) if flaps else (),
+                )
+            )
+        return views
 
     def tenants(self) -> list[TenantView]:
         snap = self._published().snapshot
@@ -208,6 +251,7 @@ class Views:
             tenants=tuple(self.tenants()),
             jobs=tuple(self.jobs()),
             engine=self._health(),
+            guard=tuple(self.guard()),
         )
 
     def releases(self) -> list[ReleaseView]:

@@ -40,6 +40,7 @@ class GpuProcess:
     kind: ProcessKind = "compute"
     name: str | None = None
     cmdline: tuple[str, ...] | None = None
+    utilization: int | None = None  # percent of its GPU's time it ran kernels; None: unknown
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

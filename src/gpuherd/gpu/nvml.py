@@ -111,6 +111,9 @@ class Nvml:
             self._ready = False
 
 
+_UTIL_WINDOW = 5.0  # seconds of per-process samples a snapshot looks back over
+
+
 def _cuda_version(raw: int | None) -> str | None:
     # NVML encodes CUDA 12.4 as 12040.
     return None if raw is None else f"{raw // 1000}.{(raw % 1000) // 10}"
@@ -198,6 +201,7 @@ class NvmlBackend:
                     )
                 else:
                     found[proc.pid] = (used, kind)  # type: ignore[assignment]
+        busy = self._process_utilization(handle) if found else None
         return [
             GpuProcess(
                 gpu_index=device.index,
@@ -207,6 +211,20 @@ class NvmlBackend:
                 kind=kind,
                 name=read_comm(pid),
                 cmdline=read_cmdline(pid),
+                utilization=None if busy is None else busy.get(pid, 0),
             )
             for pid, (used, kind) in sorted(found.items())
         ]
+
+    def _process_utilization(self, handle: Any) -> dict[int, int] | None:
+        """Each process's busiest kernel, encoder or decoder share over the last seconds
+        (a transcode runs on NVENC/NVDEC, not the SMs); None where the driver cannot tell."""
+        since = int((time.time() - _UTIL_WINDOW) * 1e6)  # NVML stamps samples in CPU microseconds
+        samples = self.nvml.query("nvmlDeviceGetProcessUtilization", handle, since)
+        if samples is None:
+            return None
+        busy: dict[int, int] = {}
+        for s in samples:
+            util = max(int(s.smUtil), int(s.encUtil), int(s.decUtil))
+            busy[int(s.pid)] = max(busy.get(int(s.pid), 0), util)
+        return busy

@@ -260,6 +260,7 @@ class SimHost:
                 kind="graphics" if h.kind == "graphics" else "compute",
                 name=h.name,
                 cmdline=cmdlines[h.pid, h.start_ticks],
+                utilization=h.util if h.state == "running" else 0,
             )
             for h in holders
             if h.state != "checkpointed"
@@ -317,6 +318,16 @@ class SimHost:
                 (pid, ticks, gpu, nbytes, name, util),
             )
             return nbytes
+
+    def set_util(self, *, pid: int, gpu: int, util: int) -> None:
+        """What `pid` reports as its GPU utilization from now on (a server taking a request)."""
+        with self._write() as conn:
+            if not self._holders("WHERE pid = ? AND gpu = ?", (pid, gpu)):
+                raise SimNoSuchProcess(f"process {pid} holds nothing on GPU {gpu}")
+            conn.execute(
+                "UPDATE holders SET util = ? WHERE pid = ? AND gpu = ?",
+                (max(0, min(100, util)), pid, gpu),
+            )
 
     def free(self, *, pid: int, gpu: int, nbytes: int) -> int:
         """Give back part of what `pid` holds on `gpu` (cudaFree); returns what it still holds."""

@@ -158,6 +158,19 @@ class TenantVram(SpecModel):
 # --- GPUs ----------------------------------------------------------------------------------
 
 
+class GuardSpec(SpecModel):
+    """The headroom guard of one GPU: when less than `min_free` stays free for `for`, idle
+    lower-priority tenants are released until it is back; once `min_free` + `restore_above` +
+    a released tenant's size has stayed free for `restore_after`, that tenant comes back."""
+
+    min_free: ByteSize
+    for_: Annotated[Duration, Field(alias="for", ge=0)] = 5.0
+    restore_above: ByteSize = 1 << 30
+    restore_after: Annotated[Duration, Field(ge=0)] = 60.0
+    # More guard releases than this in an hour: the GPU flaps (status, an event, a metric).
+    flaps_per_hour: Annotated[int, Field(ge=1)] = 4
+
+
 class GpuSpec(SpecModel):
     """One physical GPU (or MIG instance) the tenants and jobs are placed on."""
 
@@ -169,6 +182,7 @@ class GpuSpec(SpecModel):
     memory: ByteSize | None = None
     reserve: ByteSize = 0
     shares: Annotated[int, Field(ge=1)] = 1
+    guard: GuardSpec | None = None
 
     @model_validator(mode="after")
     def _reserve_fits(self) -> GpuSpec:
@@ -461,6 +475,10 @@ class TenantSpec(SpecModel):
     health: Health | None = None
     shares: Annotated[int, Field(ge=1)] = 1
     anti_affinity: list[TenantName] = Field(default_factory=list)
+    # Its burst: while it is active the GPU's guard keeps this much free for it.
+    headroom: ByteSize = 0
+    # Where per-process GPU utilization is unknown: passes while it serves nothing.
+    idle: Health | None = None
 
     @property
     def always_active(self) -> bool:

@@ -1,0 +1,211 @@
+"""The headroom guard at work: at each engine step, for every GPU with a `guard`, read its room,
+its tenants and their idleness, ask `guard.decide`, and release or restore through the keeper.
+
+Releases go under the GPU's guard row in the journal (`guard-<gpu>`), with the same intent,
+verification on the GPU and restore plan as a job's, so a guard release counts as a release for
+status and metrics and survives a crash: recovery leaves these rows to the guard, which brings
+each tenant back once its room is there. Idleness is read from per-process GPU utilization
+where the backend reports it, else from the tenant's declared `idle` probe; a tenant whose
+idleness nobody can tell is never released as idle. Only the timers live in memory: after a
+restart the pressure and the room are measured again from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gpuherd.actuators.health import probe
+from gpuherd.broker.accounting import NOTHING, Held, device_for, held_by_tenant, tenant_states
+from gpuherd.broker.clock import Clock
+from gpuherd.broker.guard import (
+    GuardGpu,
+    GuardTenant,
+    Release,
+    Released,
+    Restore,
+    decide,
+    guard_job_id,
+    required_free,
+)
+from gpuherd.broker.journal import Journal
+from gpuherd.broker.keeper import Keeper
+from gpuherd.broker.records import ReleaseRow
+from gpuherd.broker.scheduler import TenantState
+from gpuherd.gpu.base import GpuSnapshot
+from gpuherd.ids import GpuName, TenantName
+from gpuherd.spec.model import Config, GpuSpec, GuardSpec
+
+_HOUR = 3600.0
+_PROBE_TIMEOUT = 2.0
+
+
+@dataclass
+class _Timers:
+    low_since: float | None = None
+    room_since: float | None = None
+    room_for: TenantName | None = None
+    stuck: str | None = None  # the last "cannot make room" reported, once per episode
+    flapping: bool = False
+
+
+def flapping(
+    releases: list[ReleaseRow], spec: GuardSpec, now: float
+) -> tuple[int, list[TenantName]]:
+    """Guard releases in the last hour, and the tenants they hit when that is more than the
+    GPU allows (else no tenants)."""
+    recent = [r for r in releases if r.created_at >= now - _HOUR]
+    tenants = sorted({r.tenant for r in recent}) if len(recent) > spec.flaps_per_hour else []
+    return len(recent), tenants
+
+
+@dataclass
+class Guarding:
+    config: Config
+    journal: Journal
+    keeper: Keeper
+    clock: Clock
+    promised: Callable[[str], int]  # bytes promised to started jobs on a GPU (by name)
+    _timers: dict[GpuName, _Timers] = field(default_factory=dict)
+
+    @property
+    def guarded(self) -> list[GpuSpec]:
+        return [g for g in self.config.gpus or [] if g.guard is not None]
+
+    def step(self, snap: GpuSnapshot) -> bool:
+        """One look at every guarded GPU; True when it released or restored (the reading is
+        stale then)."""
+        guarded = self.guarded
+        if not guarded:
+            return False
+        held = held_by_tenant(snap, self.config)
+        states = tenant_states(self.config, self.journal, held)
+        acted = False
+        for gpu in guarded:
+            try:
+                acted = self._step_gpu(gpu, snap, held, states) or acted
+            except Exception as exc:  # one GPU's failure never stops the others, nor the jobs
+                self.journal.record(
+                    "guard_error",
+                    f"guard on {gpu.name}: {type(exc).__name__}: {exc}",
+                    job_id=guard_job_id(gpu.name),
+                )
+        return acted
+
+    def _step_gpu(
+        self,
+        gpu: GpuSpec,
+        snap: GpuSnapshot,
+        held: dict[TenantName, Held],
+        states: list[TenantState],
+    ) -> bool:
+        spec = gpu.guard
+        dev = device_for(gpu, snap)
+        if spec is None or dev is None:
+            return False
+        now = self.clock.now()
+        timers = self._timers.setdefault(gpu.name, _Timers())
+        mine = [s for s in states if s.gpu == gpu.name]
+        room = GuardGpu(
+            name=gpu.name,
+            free=dev.memory_free - gpu.reserve,
+            promised=self.promised(gpu.name),
+            spec=spec,
+            low_since=timers.low_since,
+            room_since=timers.room_since,
+            room_for=timers.room_for,
+        )
+        # Idleness costs a probe: asked only when a release is due.
+        cheap = [self._tenant(s, idle=False) for s in mine]
+        due = (
+            room.free - room.promised < required_free(spec, cheap)
+            and timers.low_since is not None
+            and now - timers.low_since >= spec.for_
+        )
+        tenants = [self._tenant(s, idle=self._idle(s, held, snap)) for s in mine] if due else cheap
+        gid = guard_job_id(gpu.name)
+        open_rows = self.journal.releases(job_id=gid, open_only=True) if _any_released(mine) else []
+        out = decide(room, tenants, [_released(r) for r in open_rows], now)
+        timers.low_since, timers.room_since, timers.room_for = (
+            out.low_since,
+            out.room_since,
+            out.room_for,
+        )
+        if out.low_since is None:
+            timers.stuck = None
+        match out.action:
+            case Release():
+                self._release(gpu, spec, out.action, out.why, held)
+                return True
+            case Restore(tenant=tenant):
+                row = next(r for r in reversed(open_rows) if r.tenant == tenant)
+                self.journal.record("guard_restore", out.why, job_id=gid, tenant=tenant)
+                self.keeper.restore(row)
+                return True
+        if due and timers.stuck != out.why:
+            timers.stuck = out.why
+            self.journal.record("guard_stuck", f"{gpu.name}: {out.why}", job_id=gid)
+        return False
+
+    def _tenant(self, state: TenantState, *, idle: bool) -> GuardTenant:
+        spec = self.config.tenants.get(state.name)
+        return GuardTenant(state=state, idle=idle, headroom=spec.headroom if spec else 0)
+
+    def _idle(self, state: TenantState, held: dict[TenantName, Held], snap: GpuSnapshot) -> bool:
+        pids = set(held.get(state.name, NOTHING).pids)
+        utils = [p.utilization for p in snap.processes if p.pid in pids]
+        if utils and all(u is not None for u in utils):
+            return not any(utils)
+        spec = self.config.tenants.get(state.name)
+        if spec is None or spec.idle is None:
+            return False  # nobody can tell: never released as idle
+        return probe(spec.idle, timeout=_PROBE_TIMEOUT) is None
+
+    def _release(
+        self,
+        gpu: GpuSpec,
+        spec: GuardSpec,
+        action: Release,
+        why: str,
+        held: dict[TenantName, Held],
+    ) -> None:
+        gid = guard_job_id(gpu.name)
+        self.journal.guard_job(gid, gpu.name)
+        self.journal.record("guard_release", f"{gpu.name}: {why}", job_id=gid)
+        for victim in action.victims:
+            if not self.keeper.release(gid, victim, held.get(victim, NOTHING)):
+                self.journal.record(
+                    "guard_release_failed",
+                    f"could not release {victim} for {action.protects}",
+                    job_id=gid,
+                    tenant=victim,
+                )
+        self._check_flapping(gpu, spec)
+
+    def _check_flapping(self, gpu: GpuSpec, spec: GuardSpec) -> None:
+        gid = guard_job_id(gpu.name)
+        timers = self._timers.setdefault(gpu.name, _Timers())
+        count, tenants = flapping(self.journal.releases(job_id=gid), spec, self.clock.now())
+        if tenants and not timers.flapping:
+            self.journal.record(
+                "guard_flapping",
+                f"{gpu.name} flaps: {count} guard releases in the last hour "
+                f"(more than {spec.flaps_per_hour}), of {', '.join(tenants)}",
+                job_id=gid,
+            )
+        timers.flapping = bool(tenants)
+
+
+def _any_released(states: list[TenantState]) -> bool:
+    return any(s.state == "released" for s in states)
+
+
+def _released(row: ReleaseRow) -> Released:
+    plan = row.plan
+    return Released(
+        name=row.tenant,
+        priority=plan.tenant.priority if plan else 0,
+        size=int(row.detail.get("held", 0) or 0),
+        released_at=row.released_at or row.created_at,
+        cooldown=plan.tenant.cooldown if plan else 0.0,
+    )
