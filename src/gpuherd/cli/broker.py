@@ -71,7 +71,7 @@ TokenOpt = Annotated[
 ]
 
 
-def serve(
+def serve(  # noqa: PLR0915 - one linear start-up sequence
     config: ConfigOpt = None,
     backend: BackendOpt = "auto",
     sim_dir: SimDirOpt = None,
@@ -108,6 +108,34 @@ def serve(
             "needs --token-file (open http://HOST:PORT/#token=TOKEN).",
         ),
     ] = None,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes",
+            help="Kubernetes mode: tenants from annotated workloads on this node, admission of "
+            "suspended Jobs labelled gpuherd.io/queue; -c is optional.",
+        ),
+    ] = False,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            envvar="KUBECONFIG",
+            help="With --kubernetes: the cluster (default: in-cluster service account).",
+        ),
+    ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", envvar="NODE_NAME", help="With --kubernetes: this node's name."),
+    ] = None,
+    proc_root: Annotated[
+        Path | None,
+        typer.Option("--proc-root", hidden=True, help="Read /proc under this directory."),
+    ] = None,
+    gpu_index: Annotated[
+        list[int] | None,
+        typer.Option("--gpu-index", hidden=True, help="With --kubernetes: only these GPUs."),
+    ] = None,
 ) -> None:
     """Run the broker in the foreground: queue jobs, free VRAM for them, always restore."""
     from gpuherd.actuators.factory import unavailable_kinds
@@ -116,7 +144,23 @@ def serve(
     from gpuherd.broker.journal import Journal, JournalError
     from gpuherd.broker.service import Broker
 
-    cfg = load_config_or_exit(config or Path("gpuherd.yaml"), methods=unavailable_kinds())
+    kube = None
+    if kubernetes:  # GPUs from the backend, tenants and jobs from the cluster
+        from gpuherd.cli.kube import open_mode
+
+        kube = open_mode(
+            config_path=config,
+            kubeconfig=kubeconfig,
+            node=node,
+            proc_root=proc_root,
+            gpu_indices=gpu_index,
+            backend=open_backend_or_exit(backend, sim_dir),
+        )
+    cfg = (
+        kube.config
+        if kube
+        else load_config_or_exit(config or Path("gpuherd.yaml"), methods=unavailable_kinds())
+    )
     token = _server_token(listen or http, token_file)
     gid = _group_id(socket_group)
     state_dir = state or default_state()
@@ -132,8 +176,11 @@ def serve(
         journal=journal,
         state_dir=state_dir,
         poll=min(cfg.broker.poll_interval, 0.05),  # waits on a release or restore
+        launcher=None if kube is None else kube.launcher,
     )
     daemon = Daemon(engine, poll_interval=cfg.broker.poll_interval)
+    if kube is not None:
+        kube.start(daemon, journal)
     broker = Broker(daemon)
     sock = socket or default_socket()
     if not listen:
@@ -170,6 +217,8 @@ def serve(
         if web is not None:
             web.stop()
         daemon.stop()
+        if kube is not None:
+            kube.close()
         journal.close()
         print(json.dumps({"event": "stopped"}), flush=True)
 

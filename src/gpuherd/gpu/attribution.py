@@ -9,7 +9,7 @@ root directory so tests can point at a fixture tree.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,15 @@ from gpuherd.gpu.procinfo import ROOT, is_ancestor, read_cgroup
 from gpuherd.ids import TenantName
 from gpuherd.spec.model import Match, PodMatch, TenantSpec
 
-__all__ = ["Attributed", "Origin", "PodInfo", "attribute", "origin_from_cgroup", "read_origin"]
+__all__ = [
+    "Attributed",
+    "Origin",
+    "PodInfo",
+    "attribute",
+    "origin_from_cgroup",
+    "read_origin",
+    "use_defaults",
+]
 
 _HEX64 = r"[0-9a-f]{64}"
 # (prefix in a systemd scope name or cgroupfs parent, runtime)
@@ -187,14 +195,34 @@ def _pod_matches(want: PodMatch, origin: Origin, pod: PodInfo | None) -> bool:
     )
 
 
+@dataclass
+class _Defaults:
+    root: Path = ROOT
+    pods: Callable[[], Mapping[str, PodInfo]] | None = None
+
+
+_DEFAULTS = _Defaults()
+
+
+def use_defaults(*, root: Path, pods: Callable[[], Mapping[str, PodInfo]] | None) -> None:
+    """Where `attribute` reads owners when its caller gives none: set once at start by the
+    Kubernetes mode's broker (its proc root, which a simulated kubelet writes in tests, and
+    its cache of the node's pods), so the broker's accounting needs no Kubernetes of its own."""
+    _DEFAULTS.root, _DEFAULTS.pods = root, pods
+
+
 def attribute(
     snapshot: GpuSnapshot,
     tenants: Mapping[TenantName, TenantSpec],
     *,
-    root: Path = ROOT,
+    root: Path | None = None,
     pods: Mapping[str, PodInfo] | None = None,
 ) -> tuple[Attributed, ...]:
     """Attribute every process of `snapshot`; the first tenant (in file order) that matches wins."""
+    if root is None:
+        root = _DEFAULTS.root
+    if pods is None and _DEFAULTS.pods is not None:
+        pods = _DEFAULTS.pods()
     result = []
     origins: dict[int, Origin] = {}
     for proc in snapshot.processes:

@@ -80,6 +80,15 @@ def _error(exc: ApiException) -> KubeError:
     return kind(status, message)
 
 
+def _selectors(node: str | None, labels: str | None) -> dict[str, str]:
+    kwargs = {}
+    if node is not None:
+        kwargs["field_selector"] = f"spec.nodeName={node}"
+    if labels is not None:
+        kwargs["label_selector"] = labels
+    return kwargs
+
+
 class KubeClient:
     """Typed wrappers over the official client's generated APIs, answering raw JSON."""
 
@@ -190,24 +199,42 @@ class KubeClient:
         self, *, node: str | None = None, namespace: str | None = None, labels: str | None = None
     ) -> Obj:
         """The pod list (with `metadata.resourceVersion`), on one node when `node` is given."""
-        kwargs: dict[str, Any] = {}
-        if node is not None:
-            kwargs["field_selector"] = f"spec.nodeName={node}"
-        if labels is not None:
-            kwargs["label_selector"] = labels
+        kwargs = _selectors(node, labels)
         if namespace is None:
             return self._call(self.core.list_pod_for_all_namespaces, **kwargs)
         return self._call(self.core.list_namespaced_pod, namespace, **kwargs)
 
-    def watch_pods(self, node: str, resource_version: str, *, timeout: int) -> Iterator[Obj]:
+    def list_objects(
+        self, resource: str, *, node: str | None = None, labels: str | None = None
+    ) -> Obj:
+        """All namespaces' pods or jobs (a list with its `metadata.resourceVersion`)."""
+        kwargs = _selectors(node, labels)
+        return self._call(self._all_namespaces(resource), **kwargs)
+
+    def _all_namespaces(self, resource: str) -> Callable[..., Any]:
+        if resource == "pods":
+            return self.core.list_pod_for_all_namespaces
+        if resource == "jobs":
+            return self.batch.list_job_for_all_namespaces
+        raise ValueError(f"no watch for {resource}")
+
+    def watch(
+        self,
+        resource: str,
+        resource_version: str,
+        *,
+        node: str | None = None,
+        labels: str | None = None,
+        timeout: int,
+    ) -> Iterator[Obj]:
         """Watch events from `resource_version` with bookmarks, as raw `{type, object}` dicts.
         Raises Gone when the version expired, on the request or as an ERROR event inside the
         stream (a real server does both)."""
         with self._lock:
             self.requests += 1
         try:
-            resp: Any = self.core.list_pod_for_all_namespaces(
-                field_selector=f"spec.nodeName={node}",
+            resp: Any = self._all_namespaces(resource)(
+                **_selectors(node, labels),
                 resource_version=resource_version,
                 allow_watch_bookmarks=True,
                 watch=True,
@@ -238,6 +265,9 @@ class KubeClient:
         finally:
             resp.close()
             resp.release_conn()
+
+    def watch_pods(self, node: str, resource_version: str, *, timeout: int) -> Iterator[Obj]:
+        return self.watch("pods", resource_version, node=node, timeout=timeout)
 
     def get_pod(self, namespace: str, name: str) -> Obj:
         return self._call(self.core.read_namespaced_pod, name, namespace)
@@ -329,6 +359,9 @@ class KubeClient:
             patch,
             _content_type=MERGE,
         )
+
+    def get_node(self, name: str) -> Obj:
+        return self._call(self.core.read_node, name)
 
     def create_event(self, namespace: str, body: Obj) -> None:
         self._call(self.core.create_namespaced_event, namespace, body)

@@ -1,4 +1,5 @@
-"""This node's pods, kept current by one watch (field selector `spec.nodeName`).
+"""Objects kept current by one watch each: this node's pods (field selector `spec.nodeName`),
+the Jobs queued for gpuherd (label `gpuherd.io/queue`).
 
 List once, then watch from the list's resourceVersion with bookmarks; the bookmarks keep the
 version fresh so a reconnect rarely needs the list again. When the version expired (410 Gone,
@@ -19,16 +20,19 @@ Obj = dict[str, Any]
 _WATCH_SECONDS = 300  # the server ends a watch after this; it is reopened from the last version
 
 
-class PodCache:
+class Cache:
     def __init__(
         self,
         client: KubeClient,
-        node: str,
+        resource: str,
         *,
+        node: str | None = None,
+        labels: str | None = None,
         on_change: Callable[[], None] | None = None,
         watch_seconds: int = _WATCH_SECONDS,
     ) -> None:
-        self.client, self.node, self.on_change = client, node, on_change
+        self.client, self.resource, self.on_change = client, resource, on_change
+        self.node, self.labels = node, labels
         self.watch_seconds = watch_seconds
         self._pods: dict[str, Obj] = {}
         self._lock = threading.Lock()
@@ -40,16 +44,20 @@ class PodCache:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gpuherd-pods", daemon=True)
+        name = f"gpuherd-watch-{self.resource}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
 
     # --- reads ----------------------------------------------------------------------------
-    def pods(self) -> list[Obj]:
+    def items(self) -> list[Obj]:
         with self._lock:
             return list(self._pods.values())
+
+    def pods(self) -> list[Obj]:
+        return self.items()
 
     def infos(self) -> dict[str, PodInfo]:
         """uid -> namespace, name, labels: what attribution needs to match `pod:` tenants."""
@@ -65,7 +73,7 @@ class PodCache:
 
     # --- the loop -------------------------------------------------------------------------
     def _list(self) -> None:
-        found = self.client.list_pods(node=self.node)
+        found = self.client.list_objects(self.resource, node=self.node, labels=self.labels)
         self.lists += 1
         with self._lock:
             self._pods = {p["metadata"]["uid"]: p for p in found.get("items") or []}
@@ -95,8 +103,12 @@ class PodCache:
             try:
                 if not self.version:
                     self._list()
-                for event in self.client.watch_pods(
-                    self.node, self.version, timeout=self.watch_seconds
+                for event in self.client.watch(
+                    self.resource,
+                    self.version,
+                    node=self.node,
+                    labels=self.labels,
+                    timeout=self.watch_seconds,
                 ):
                     self._apply(event)
                     backoff = 0.2
@@ -108,3 +120,19 @@ class PodCache:
             except KubeError:
                 self._stop.wait(backoff)  # the server is away: resume from the last version
                 backoff = min(backoff * 2, 10.0)
+
+
+class PodCache(Cache):
+    """This node's pods."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        node: str,
+        *,
+        on_change: Callable[[], None] | None = None,
+        watch_seconds: int = _WATCH_SECONDS,
+    ) -> None:
+        super().__init__(
+            client, "pods", node=node, on_change=on_change, watch_seconds=watch_seconds
+        )

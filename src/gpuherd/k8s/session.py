@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gpuherd.gpu.procinfo import ROOT
 from gpuherd.k8s.client import KubeClient
-from gpuherd.k8s.pods import PodCache
+from gpuherd.k8s.pods import Cache, PodCache
 
 ANNOTATION = "gpuherd.io/"
 RESTORE_REPLICAS = "gpuherd.io/restore-replicas"
@@ -23,6 +23,7 @@ class Session:
     node: str
     pods: PodCache
     proc_root: Path = ROOT  # where /proc is read for attribution (a simulated kubelet's tree)
+    jobs: Cache | None = None  # the Jobs labelled gpuherd.io/queue
 
 
 _current: list[Session] = []

@@ -1,0 +1,230 @@
+"""The broker's Kubernetes mode: what it adds to the engine, in a thread of its own.
+
+- Tenants: Deployments and StatefulSets annotated `gpuherd.io/vram`/`priority` with pods on
+  this node (or released by it) become tenants beside the config's. Workloads are listed again
+  only when this node's pods change: idle, the mode makes no API request at all.
+- Admission: a suspended, never-started Job labelled `gpuherd.io/queue` whose node selector
+  and affinity admit this node is taken under a Lease (one per Job: of two brokers, one wins),
+  checked (its volumes must be reachable from this node) and queued in the journal like any
+  job; the engine releases tenants and the Kubernetes launcher pins and unsuspends it.
+- Crash safety: at start, workloads annotated `released-by` this node for a job the journal
+  does not know as running (a wiped journal) are scaled back from their annotations.
+
+The engine's config is frozen; the tenant table is swapped whole (one reference assignment,
+atomic), so a step reading it mid-swap sees the old table or the new, never a half.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpuherd.broker.journal import Journal
+from gpuherd.broker.kubejob import KUBE_JOB
+from gpuherd.broker.states import JobState
+from gpuherd.broker.submission import Submission
+from gpuherd.ids import GpuName, JobId, JobName, TenantName
+from gpuherd.k8s import annotations as notes
+from gpuherd.k8s import leases, preflight, scaling
+from gpuherd.k8s.client import KubeError
+from gpuherd.k8s.pods import Cache
+from gpuherd.k8s.session import RELEASED_BY, Session
+from gpuherd.spec.model import Config, JobSpec, TenantSpec
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+LEASE_SECONDS = 60
+_RENEW_EVERY = 20.0
+
+
+@dataclass
+class KubeMode:
+    session: Session
+    jobs: Cache  # Jobs labelled gpuherd.io/queue
+    config: Config
+    journal: Journal
+    wake: Callable[[], None] = lambda: None  # the daemon's: a job was queued
+    base_tenants: dict[TenantName, TenantSpec] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # annotations that could not be read
+    node_labels: dict[str, str] = field(default_factory=dict)
+    held: dict[str, tuple[str, JobId]] = field(default_factory=dict)  # uid -> (ns, job id)
+    done: set[str] = field(default_factory=set)  # uids whose admission ended here
+
+    def __post_init__(self) -> None:
+        self.base_tenants = dict(self.config.tenants)
+        self._changed = threading.Event()
+        self._pods_changed = True
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._renewed = 0.0
+
+    @property
+    def node(self) -> str:
+        return self.session.node
+
+    @property
+    def gpu(self) -> GpuName | None:
+        return self.config.gpus[0].name if self.config.gpus else None
+
+    # --- wiring ---------------------------------------------------------------------------
+    def pods_changed(self) -> None:
+        self._pods_changed = True
+        self._changed.set()
+
+    def jobs_changed(self) -> None:
+        self._changed.set()
+
+    def start(self) -> None:
+        """Before the engine's first step: the node, the tenants, the annotations."""
+        self.node_labels = dict(
+            self.session.client.get_node(self.node)["metadata"].get("labels") or {}
+        )
+        self.session.pods.synced.wait(30)
+        self.jobs.synced.wait(30)
+        self.sync_tenants()
+        self.restore_orphans()
+        self._thread = threading.Thread(target=self._run, name="gpuherd-kube", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._changed.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._changed.wait(_RENEW_EVERY)
+            self._changed.clear()
+            if self._stop.is_set():
+                return
+            try:
+                if self._pods_changed:
+                    self._pods_changed = False
+                    self.sync_tenants()
+                self.admit()
+                self.keep_leases()
+            except KubeError as exc:  # the API server is away: the next change retries
+                log.warning("kubernetes mode: %s", exc.message)
+                self._stop.wait(1.0)
+                self._changed.set()
+
+    # --- tenants --------------------------------------------------------------------------
+    def sync_tenants(self) -> None:
+        here = {
+            (p["metadata"].get("namespace"), lbl)
+            for p in self.session.pods.items()
+            for lbl in [tuple(sorted((p["metadata"].get("labels") or {}).items()))]
+        }
+        tenants = dict(self.base_tenants)
+        skipped: list[str] = []
+        for kind in ("Deployment", "StatefulSet"):
+            for w in self.session.client.list_workloads(kind):
+                if not notes.is_tenant(w) or not self._on_this_node(w, here):
+                    continue
+                spec = notes.tenant_spec(w, kind, self.gpu, skipped)
+                name = TenantName(notes.tenant_name(w))
+                if spec is not None and name not in self.base_tenants:
+                    tenants[name] = spec
+        self.skipped = skipped
+        if tenants != self.config.tenants:
+            object.__setattr__(self.config, "tenants", tenants)  # see the module docstring
+
+    def _on_this_node(self, w: Obj, here: set[tuple[Any, tuple[tuple[str, str], ...]]]) -> bool:
+        meta = w["metadata"]
+        if str((meta.get("annotations") or {}).get(RELEASED_BY, "")).split("/")[0] == self.node:
+            return True
+        want = ((w.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return any(
+            ns == meta["namespace"] and all(dict(labels).get(k) == v for k, v in want.items())
+            for ns, labels in here
+        )
+
+    def restore_orphans(self) -> None:
+        """Workloads this node released for a job the journal does not follow (finished,
+        unknown, or a journal wiped with its hostPath): scale them back from the annotations."""
+        open_jobs = {r.id for r in self.journal.jobs()}
+        journaled = {r.detail.get("workload") for r in self.journal.pending_restores()}
+        for ref, job, replicas in scaling.released_here(self.session.client, self.node):
+            if job in open_jobs or str(ref) in journaled:
+                continue  # the engine's replay restores it from the journal
+            self.journal.record(
+                "restore_orphan",
+                f"{ref} released by {self.node}/{job}: "
+                f"restoring {replicas} replicas from its annotations",
+            )
+            try:
+                scaling.restore(self.session.client, ref, replicas=replicas, keda=None, timeout=120)
+            except KubeError as exc:
+                self.journal.record("restore_failed", f"{ref}: {exc.message}")
+
+    # --- admission ------------------------------------------------------------------------
+    def admit(self) -> None:
+        for job in self.jobs.items():
+            meta = job["metadata"]
+            uid = meta["uid"]
+            if uid in self.held or uid in self.done or not notes.waiting_for_admission(job):
+                continue
+            if not notes.lands_on(job, self.node, self.node_labels):
+                continue
+            lease = leases.lease_name("job", uid)
+            if not leases.acquire(
+                self.session.client, meta["namespace"], lease, self.node, seconds=LEASE_SECONDS
+            ):
+                continue  # another broker has it
+            job_id = self._queue(job)
+            self.held[uid] = (meta["namespace"], job_id)
+
+    def _queue(self, job: Obj) -> JobId:
+        meta = job["metadata"]
+        vram, priority, deadline = notes.job_request(job)
+        spec = JobSpec.model_validate(
+            {
+                "gpu": self.gpu,
+                "vram": vram,
+                "priority": priority,
+                "command": ["kubernetes-job", f"{meta['namespace']}/{meta['name']}"],
+                "env": {KUBE_JOB: f"{meta['namespace']}/{meta['name']}"},
+                **({"timeout": deadline} if deadline else {}),
+            }
+        )
+        submission = Submission(job=JobName(meta["name"]), adhoc=spec, key=f"k8s-job-{meta['uid']}")
+        job_id = self.journal.submit(submission)
+        problems = preflight.job_volumes(self.session.client, job, self.node, self.node_labels)
+        if problems:  # before any tenant is touched
+            reason = "preflight: " + "; ".join(problems)
+            self.journal.set_job_state(
+                job_id, JobState.FAILED, reason=reason, expect=(JobState.QUEUED,)
+            )
+            with contextlib.suppress(KubeError):
+                self.session.client.patch_job(
+                    meta["namespace"],
+                    meta["name"],
+                    {"metadata": {"annotations": {"gpuherd.io/refused": reason[:1000]}}},
+                )
+        else:
+            self.wake()
+        return job_id
+
+    def keep_leases(self) -> None:
+        """Renew the leases of jobs still queued here; give up those of jobs that ended."""
+        now = time.monotonic()
+        renew = now - self._renewed >= _RENEW_EVERY
+        for uid, (namespace, job_id) in list(self.held.items()):
+            row = self.journal.job(job_id)
+            name = leases.lease_name("job", uid)
+            if row is None or row.state.final:
+                leases.release(self.session.client, namespace, name, self.node)
+                del self.held[uid]
+                self.done.add(uid)
+            elif renew and row.state is JobState.QUEUED:
+                leases.acquire(
+                    self.session.client, namespace, name, self.node, seconds=LEASE_SECONDS
+                )
+        if renew:
+            self._renewed = now

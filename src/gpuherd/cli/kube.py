@@ -1,0 +1,121 @@
+"""`gpuherd serve --kubernetes`: open the cluster session, this node's caches and the config
+the broker runs with (GPUs from the backend, tenants and jobs from the cluster, a config file
+optional), and the launcher for Kubernetes Jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gpuherd.cli.common import Exit, fail, load_config_or_exit
+
+if TYPE_CHECKING:
+    from gpuherd.broker.daemon import Daemon
+    from gpuherd.broker.journal import Journal
+    from gpuherd.broker.kubemode import KubeMode
+    from gpuherd.broker.launcher import Launcher
+    from gpuherd.gpu.base import GpuBackend
+    from gpuherd.k8s.pods import Cache
+    from gpuherd.k8s.session import Session
+    from gpuherd.spec.model import Config
+
+
+@dataclass
+class Opened:
+    config: Config
+    launcher: Launcher
+    session: Session
+    jobs: Cache
+    mode: KubeMode | None = None
+
+    def start(self, daemon: Daemon, journal: Journal) -> None:
+        """Once the engine exists and before its first step."""
+        from gpuherd.broker.kubemode import KubeMode
+
+        self.mode = KubeMode(self.session, self.jobs, self.config, journal, wake=daemon.wake)
+        self.session.pods.on_change = self.mode.pods_changed
+        self.jobs.on_change = self.mode.jobs_changed
+        self.mode.start()
+
+    def close(self) -> None:
+        from gpuherd.gpu.attribution import use_defaults
+        from gpuherd.gpu.procinfo import ROOT
+        from gpuherd.k8s import session
+
+        if self.mode is not None:
+            self.mode.stop()
+        self.session.pods.stop()
+        self.jobs.stop()
+        session.use(None)
+        use_defaults(root=ROOT, pods=None)
+
+
+def _gpus(backend: GpuBackend, indices: list[int] | None) -> list[dict[str, object]]:
+    devices = backend.snapshot().devices
+    chosen = [d for d in devices if indices is None or d.index in indices]
+    return [
+        {"name": f"gpu{d.index}", "index": d.index, "uuid": d.uuid, "memory": d.memory_total}
+        for d in chosen
+    ]
+
+
+def open_mode(
+    *,
+    config_path: Path | None,
+    kubeconfig: Path | None,
+    node: str | None,
+    proc_root: Path | None,
+    gpu_indices: list[int] | None,
+    backend: GpuBackend,
+) -> Opened:
+    try:
+        from gpuherd.k8s.client import ConfigError, KubeClient, KubeError
+    except ImportError:
+        fail(
+            "the Kubernetes mode needs the kubernetes client",
+            hint="pip install 'gpuherd[kubernetes]'",
+            code=Exit.USAGE,
+        )
+    from gpuherd.actuators.factory import unavailable_kinds
+    from gpuherd.broker.launchers import LAUNCHERS
+    from gpuherd.gpu.attribution import use_defaults
+    from gpuherd.gpu.procinfo import ROOT
+    from gpuherd.k8s import session
+    from gpuherd.k8s.annotations import QUEUE_LABEL
+    from gpuherd.k8s.pods import Cache, PodCache
+    from gpuherd.spec.model import Config
+
+    if not node:
+        fail("--kubernetes needs this node's name", hint="pass --node NAME or set NODE_NAME")
+    methods = unavailable_kinds(modes=frozenset({"kubernetes"}))
+    if config_path is not None:
+        cfg = load_config_or_exit(config_path, methods=methods)
+    else:
+        cfg = Config.model_validate({"version": 1})
+    if cfg.gpus is None:
+        cfg = cfg.model_copy(
+            update={
+                "gpus": Config.model_validate(
+                    {"version": 1, "gpus": _gpus(backend, gpu_indices)}
+                ).gpus
+            }
+        )
+    try:
+        client = KubeClient.load(kubeconfig)
+        client.get_node(node)
+    except ConfigError as exc:
+        fail(str(exc), code=Exit.USAGE)
+    except KubeError as exc:
+        fail(
+            f"node {node}: {exc.message}", hint="--node must name this node as the cluster knows it"
+        )
+    pods = PodCache(client, node)
+    jobs = Cache(client, "jobs", labels=QUEUE_LABEL)
+    s = session.Session(client, node, pods, proc_root or ROOT, jobs=jobs)
+    session.use(s)
+    use_defaults(root=s.proc_root, pods=pods.infos)
+    pods.start()
+    jobs.start()
+    launcher = LAUNCHERS["kubernetes"](None)
+    return Opened(config=cfg, launcher=launcher, session=s, jobs=jobs)

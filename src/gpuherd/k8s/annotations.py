@@ -1,0 +1,138 @@
+"""Workload and Job annotations turned into gpuherd's own declarations.
+
+A Deployment or StatefulSet annotated `gpuherd.io/vram` (or `gpuherd.io/priority`) is a tenant:
+`gpuherd.io/priority: "10"`, `gpuherd.io/vram: 4Gi`, `gpuherd.io/preempt: "kubernetes"`
+(methods in order), `gpuherd.io/tenant` (its name, default the workload's),
+`gpuherd.io/max-downtime`, `gpuherd.io/cooldown`. Its processes are found by `match: {pod:
+{namespace, labels}}` from the workload's selector.
+
+A Job labelled `gpuherd.io/queue` with `gpuherd.io/vram` and `gpuherd.io/priority` is queued
+for admission. A bad annotation never stops the broker: it is reported by name and skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from gpuherd.ids import GpuName
+from gpuherd.spec.model import KubernetesMethod, PreemptMethod, TenantSpec
+
+Obj = dict[str, Any]
+P = "gpuherd.io/"
+QUEUE_LABEL = "gpuherd.io/queue"
+JOB_ID = "gpuherd.io/job-id"
+TENANT_KEYS = ("vram", "priority")
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    kind: str
+    namespace: str
+    name: str
+
+
+def is_tenant(obj: Obj) -> bool:
+    notes = obj["metadata"].get("annotations") or {}
+    return any(P + k in notes for k in TENANT_KEYS)
+
+
+def tenant_name(obj: Obj) -> str:
+    notes = obj["metadata"].get("annotations") or {}
+    return str(notes.get(P + "tenant") or obj["metadata"]["name"])
+
+
+def _methods(obj: Obj, kind: str, skipped: list[str]) -> list[PreemptMethod]:
+    notes = obj["metadata"].get("annotations") or {}
+    meta = obj["metadata"]
+    names = [m.strip() for m in str(notes.get(P + "preempt") or "kubernetes").split(",")]
+    methods: list[PreemptMethod] = []
+    for name in filter(None, names):
+        if name == "kubernetes":
+            methods.append(
+                KubernetesMethod.model_validate(
+                    {"kind": kind, "namespace": meta["namespace"], "name": meta["name"]}
+                )
+            )
+        else:
+            # App-native methods need the pod's address ({pod_ip}): not read from annotations.
+            skipped.append(f"{kind.lower()}/{meta['namespace']}/{meta['name']}: preempt {name}")
+    return methods
+
+
+def tenant_spec(obj: Obj, kind: str, gpu: GpuName | None, skipped: list[str]) -> TenantSpec | None:
+    """The tenant a workload's annotations declare (None and a note in `skipped` if bad)."""
+    meta = obj["metadata"]
+    notes = meta.get("annotations") or {}
+    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    data: dict[str, Any] = {
+        "gpu": gpu,
+        "vram": notes.get(P + "vram", "1Gi"),
+        "priority": notes.get(P + "priority", 0),
+        "match": {"pod": {"namespace": meta["namespace"], "labels": labels}},
+        "preempt": _methods(obj, kind, skipped),
+    }
+    for key, field in (("max-downtime", "max_downtime"), ("cooldown", "cooldown")):
+        if P + key in notes:
+            data[field] = notes[P + key]
+    if str(notes.get(P + "preemptible", "true")).lower() == "false":
+        data["preemptible"] = False
+    try:
+        return TenantSpec.model_validate(data)
+    except ValidationError as exc:
+        where = f"{kind.lower()}/{meta['namespace']}/{meta['name']}"
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"])
+        skipped.append(f"{where}: annotation {field}: {first['msg']}")
+        return None
+
+
+def job_request(job: Obj) -> tuple[str, int, float | None]:
+    """(vram annotation, priority, timeout from activeDeadlineSeconds) of a queued Job."""
+    notes = job["metadata"].get("annotations") or {}
+    deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+    return (
+        str(notes.get(P + "vram", "1Gi")),
+        int(str(notes.get(P + "priority", "0"))),
+        float(deadline) if deadline else None,
+    )
+
+
+def waiting_for_admission(job: Obj) -> bool:
+    """Suspended and never started: the only state in which gpuherd admits a Job."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    return bool(spec.get("suspend")) and not status.get("startTime")
+
+
+def lands_on(job: Obj, node: str, node_labels: dict[str, str]) -> bool:
+    """Whether the Job's nodeSelector allows this node (required affinity on hostname too)."""
+    pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    selector = pod.get("nodeSelector") or {}
+    if any(node_labels.get(k) != v for k, v in selector.items()):
+        return False
+    if pod.get("nodeName") and pod["nodeName"] != node:
+        return False
+    affinity = (
+        ((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+        or {}
+    ).get("nodeSelectorTerms") or []
+    if not affinity:
+        return True
+    for term in affinity:
+        exprs = term.get("matchExpressions") or []
+        if all(
+            (e.get("operator") == "In" and node_labels.get(e.get("key")) in (e.get("values") or []))
+            or (
+                e.get("operator") == "NotIn"
+                and node_labels.get(e.get("key")) not in (e.get("values") or [])
+            )
+            or (e.get("operator") == "Exists" and e.get("key") in node_labels)
+            or (e.get("operator") == "DoesNotExist" and e.get("key") not in node_labels)
+            for e in exprs
+        ):
+            return True
+    return False

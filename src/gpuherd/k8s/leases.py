@@ -1,0 +1,94 @@
+"""Leases (coordination.k8s.io/v1) that decide which broker acts: one per queued Job, so two
+brokers never admit the same Job, and one per GPU while tenants on it are released.
+
+Taking one is a create (409 when it exists); an existing one is taken over only when it is ours
+already (a restarted broker on the same node) or expired, by a PUT carrying the resourceVersion
+read, so of two brokers racing for an expired lease exactly one wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from gpuherd.k8s.client import Conflict, KubeClient, NotFound
+
+Obj = dict[str, Any]
+
+
+def _micro(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: str | None) -> float:
+    if not text:
+        return 0.0
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def lease_name(*parts: str) -> str:
+    """A valid object name from parts (a Job's uid, a node and a GPU uuid)."""
+    name = "gpuherd-" + "-".join(parts).lower()
+    cleaned = "".join(c if c.isalnum() or c in "-." else "-" for c in name)
+    return cleaned[:253].strip("-.")
+
+
+def holder(lease: Obj) -> tuple[str | None, float]:
+    """(who holds it, when it expires)."""
+    spec = lease.get("spec") or {}
+    renewed = _parse(spec.get("renewTime") or spec.get("acquireTime"))
+    return spec.get("holderIdentity"), renewed + float(spec.get("leaseDurationSeconds") or 0)
+
+
+def acquire(client: KubeClient, namespace: str, name: str, me: str, *, seconds: int = 60) -> bool:
+    """Take or renew it for `seconds`; False while someone else holds it."""
+    now = time.time()
+    spec = {
+        "holderIdentity": me,
+        "leaseDurationSeconds": seconds,
+        "acquireTime": _micro(now),
+        "renewTime": _micro(now),
+    }
+    body: Obj = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "gpuherd"},
+        },
+        "spec": spec,
+    }
+    try:
+        client.create_lease(namespace, body)
+        return True
+    except Conflict:
+        pass
+    try:
+        current = client.get_lease(namespace, name)
+    except NotFound:
+        return False  # released between our create and read: the next pass tries again
+    who, until = holder(current)
+    if who != me and until > now:
+        return False
+    if who == me:
+        spec["acquireTime"] = (current.get("spec") or {}).get("acquireTime") or spec["acquireTime"]
+    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    try:
+        client.replace_lease(namespace, name, body)
+    except (Conflict, NotFound):
+        return False  # another broker took it first
+    return True
+
+
+def release(client: KubeClient, namespace: str, name: str, me: str) -> None:
+    """Give it up if it is ours."""
+    try:
+        current = client.get_lease(namespace, name)
+    except NotFound:
+        return
+    if holder(current)[0] == me:
+        with contextlib.suppress(NotFound):
+            client.delete_lease(namespace, name)

@@ -1,0 +1,128 @@
+"""Brokers in the Kubernetes mode as real processes (`gpuherd serve --kubernetes`), against a
+simulated cluster, and the objects the end-to-end tests create."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gpuherd.simcluster import SimCluster
+
+
+@contextmanager
+def broker(
+    cluster: SimCluster, sim_dir: Path, node: str, gpu: int, state: Path
+) -> Iterator[subprocess.Popen[str]]:
+    argv = [
+        sys.executable, "-m", "gpuherd", "serve", "--kubernetes",
+        "--kubeconfig", str(cluster.kubeconfig), "--node", node,
+        "--backend", "sim", "--sim-dir", str(sim_dir),
+        "--proc-root", str(cluster.directory), "--gpu-index", str(gpu),
+        "--state", str(state), "--socket", str(state / "api.sock"),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NODE_NAME")}
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if '"listening"' not in line:
+            proc.kill()
+            _, err = proc.communicate(timeout=20)
+            raise AssertionError(f"the broker did not start: {line}{err}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def cli(state: Path, *args: str) -> Any:
+    out = subprocess.run(
+        [sys.executable, "-m", "gpuherd", *args, "--json", "--socket", str(state / "api.sock")],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def hold_for(vram: str, name: str, seconds: str | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "gpuherd", "sim", "hold", "--gpu", "$(CUDA_VISIBLE_DEVICES)",
+            "--vram", vram, "--name", name]  # fmt: skip
+    return [*argv, "--for", seconds] if seconds else argv
+
+
+def tenant(name: str, vram: str, priority: int, node: str, **notes: str) -> dict[str, Any]:
+    container = {
+        "name": name,
+        "image": f"example/{name}:1",
+        "command": hold_for(vram, name),
+        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+    }
+    annotations = {
+        "gpuherd.io/vram": vram.replace("GiB", "Gi"),
+        "gpuherd.io/priority": str(priority),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": {**annotations, **notes}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [container],
+                    "nodeSelector": {"kubernetes.io/hostname": node},
+                    "terminationGracePeriodSeconds": 5,
+                },
+            },
+        },
+    }
+
+
+def queued_job(name: str, vram: str, priority: int, seconds: str = "1s") -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "labels": {"gpuherd.io/queue": "gpu"},
+            "annotations": {
+                "gpuherd.io/vram": vram.replace("GiB", "Gi"),
+                "gpuherd.io/priority": str(priority),
+            },
+        },
+        "spec": {
+            "suspend": True,
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "render",
+                            "image": "example/render:1",
+                            "command": hold_for(vram, name, seconds),
+                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                        }
+                    ],
+                }
+            },
+        },
+    }
