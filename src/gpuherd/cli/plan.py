@@ -6,7 +6,7 @@ import json
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -102,6 +102,30 @@ def render_text(plan: Plan) -> None:
         stdout.print("")
     for f in plan.findings:
         stdout.print(f"{f.severity}: {f.id}: {f.message}", markup=False)
+
+
+def _render_guard(guards: list[dict[str, Any]]) -> None:
+    """The headroom guard's week: whom it releases, how often, and when."""
+    from gpuherd.units import format_duration
+
+    for g in guards:
+        if not g["releases"] and not g["short"]:
+            stdout.print(f"{g['gpu']} guard: never releases a tenant this week", markup=False)
+            continue
+        for r in g["releases"]:
+            spans = ", ".join(f"{w['start']}-{w['end'].split(' ')[1]}" for w in r["when"][:4])
+            more = f" (+{len(r['when']) - 4} more)" if len(r["when"]) > 4 else ""
+            stdout.print(
+                f"{g['gpu']} guard: releases {r['tenant']} {r['times_per_week']}x a week, "
+                f"{format_duration(r['minutes_per_week'] * 60)} down: {spans}{more}",
+                markup=False,
+            )
+        if g["short"]:
+            spans = ", ".join(f"{w['start']}-{w['end'].split(' ')[1]}" for w in g["short"][:4])
+            stdout.print(
+                f"{g['gpu']} guard: cannot keep min_free (nothing idle to release): {spans}",
+                markup=False,
+            )
 
 
 def _load(config: Path | None, manifests: list[Path]) -> Config:
@@ -210,6 +234,9 @@ def plan(
             fail(f"--out {out}: {exc.strerror or exc}")
     data = plan_dict(result)
     data["emitted"] = [{"path": str(out / e.path), "kind": e.kind} for e in emitted]
+    from gpuherd.broker.guardweek import guard_week, guard_week_dict
+
+    data["guard"] = [guard_week_dict(g, result.week) for g in guard_week(declared, result.week)]
     if fmt is Format.json:
         write_out(json.dumps(data, indent=2))
     elif fmt is Format.html:
@@ -218,6 +245,7 @@ def plan(
         write_out(render_html(result))
     else:
         render_text(result)
+        _render_guard(data["guard"])
         for item in data["emitted"]:
             stdout.print(f"wrote {item['path']} ({item['kind']})", markup=False)
     ok = all(g.verdict == "fits" for g in result.gpus)
