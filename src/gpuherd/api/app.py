@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from gpuherd.api.dashboard import is_public
 from gpuherd.api.models import SubmitRequest
+from gpuherd.api.opsmetrics import OpsCollector
 from gpuherd.api.owners import may_cancel
 from gpuherd.broker.errors import AdhocDisabled, SubmissionError, UnknownJob
 from gpuherd.broker.metrics import BrokerCollector
@@ -50,6 +51,7 @@ def create_app(broker: Broker, *, token: str | None = None, static: bool = False
     app = FastAPI(title="gpuherd broker", version="1")
     registry = CollectorRegistry()
     registry.register(BrokerCollector(broker.views))
+    registry.register(OpsCollector(broker))
     views = broker.views
 
     if token is not None:
