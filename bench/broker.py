@@ -8,6 +8,8 @@ idle      CPU share of one core and RSS of an idle broker at a 1 s poll (targets
 load      500 jobs submitted concurrently through the API: every one reaches a final state,
           none lost or run twice; throughput. Peer: the same 500 commands started directly.
 submit    `submit` latency while the engine is inside a 20 s release (target: p99 < 100 ms).
+inflight  `submit` latency with 1, 200 and 500 submissions in flight at once (target: p99 <
+          500 ms at 500), and every one held once in the journal.
           Peer: the same submissions to the same broker while it is idle.
 
     .venv/bin/python bench/broker.py [--rounds 30] [--idle-seconds 30] [--jobs 500]
@@ -380,13 +382,57 @@ def submit_during_release(n: int) -> dict[str, Any]:
     }
 
 
+QUICK = """\
+version: 1
+gpus: [{name: gpu0, index: 0}]
+jobs:
+  tiny: {gpu: gpu0, vram: 1MiB, command: ["true"]}
+"""
+
+
+def submit_in_flight(counts: list[int]) -> dict[str, Any]:
+    """`submit` latency with N submissions in flight at once (target: p99 < 500 ms at 500).
+    Every submission is held (its id in the journal), none lost or duplicated."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Broker(Path(tmp), QUICK)
+        try:
+            for n in counts:
+                start = threading.Barrier(n)
+                latencies: list[float] = []
+                ids: list[str] = []
+
+                def one(
+                    _i: int,
+                    start: threading.Barrier = start,
+                    latencies: list[float] = latencies,
+                    ids: list[str] = ids,
+                ) -> None:
+                    with broker.new_client() as client:
+                        start.wait()
+                        t0 = time.perf_counter()
+                        job_id = client.submit({"name": "tiny", "not_before": time.time() + 3600})
+                        latencies.append(time.perf_counter() - t0)
+                        ids.append(job_id)
+
+                with ThreadPoolExecutor(n) as pool:
+                    list(pool.map(one, range(n)))
+                out[str(n)] = {**_percentiles(latencies), "held": len(set(ids))}
+            in_journal = len(broker.client.jobs())
+        finally:
+            broker.close()
+    total = sum(counts)
+    out["journal"] = {"submitted": total, "held": in_journal, "lost": total - in_journal}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--submits", type=int, default=200)
-    parser.add_argument("--only", choices=["overhead", "idle", "load", "submit"])
+    parser.add_argument("--only", choices=["overhead", "idle", "load", "submit", "inflight"])
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "broker", "backend": "sim"}
     if args.only in (None, "overhead"):
@@ -401,6 +447,9 @@ def main() -> None:
     if args.only in (None, "submit"):
         result["submit_during_release"] = submit_during_release(args.submits)
         print(json.dumps(result["submit_during_release"]), flush=True)
+    if args.only in (None, "inflight"):
+        result["submit_in_flight"] = submit_in_flight([1, 200, 500])
+        print(json.dumps(result["submit_in_flight"]), flush=True)
     if args.only is None:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "broker.json").write_text(json.dumps(result, indent=2) + "\n")

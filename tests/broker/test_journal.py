@@ -208,3 +208,25 @@ def test_a_version_1_state_dir_is_migrated(tmp_path: Path) -> None:
     assert {"handle", "submission", "idem_key"} <= columns
     assert not {"pid", "pid_start_ticks", "spec"} & columns
     Journal(db).close()  # migrating twice changes nothing
+
+
+def test_concurrent_submissions_are_group_committed_and_each_held_once(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.db")
+    ids: list[str] = []
+    start = threading.Barrier(40)
+
+    def one(i: int) -> None:
+        start.wait()
+        ids.append(journal.submit(sub("render", key=f"k{i % 20}")))  # each key twice
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(ids) == 40
+    assert len(set(ids)) == 20  # the second submission with a key got the first one's job
+    assert len(journal.jobs()) == 20
+    assert sorted(r.submission.key or "" for r in journal.jobs()) == sorted(
+        f"k{i}" for i in range(20)
+    )

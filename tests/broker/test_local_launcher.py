@@ -163,11 +163,11 @@ def test_children_that_ignore_term_are_killed_when_the_leader_obeys(tmp_path: Pa
 
 
 def test_an_adopted_job_is_found_by_its_handle_and_stopped(tmp_path: Path) -> None:
-    spec = job_spec(
-        f"    vram: 1GiB\n    command: [{sys.executable!r}, -c, 'import time; time.sleep(60)']\n"
-    )
+    code = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+    spec = job_spec(f"    vram: 1GiB\n    command: [{sys.executable!r}, -c, {code!r}]\n")
     first = LocalLauncher()
     handle = first.launch(JobId("c"), spec, gpu=GPU, workdir=tmp_path, log_dir=tmp_path)
+    child_of(tmp_path / "c.out")  # it runs
     after_restart = LocalLauncher()  # a new broker: not its child, known by pid + start time
     assert after_restart.adopt(handle)
     assert after_restart.poll(handle) is None
@@ -175,7 +175,7 @@ def test_an_adopted_job_is_found_by_its_handle_and_stopped(tmp_path: Path) -> No
     assert not after_restart.adopt(recycled)
     assert after_restart.stop(recycled, grace=1) == Exited(None)  # never signals a stranger
     assert after_restart.poll(handle) is None
-    assert after_restart.stop(handle, grace=2) == Exited(None)
+    assert after_restart.stop(handle, grace=2) == Exited(-15)  # as its leader wrote it down
     assert first.poll(handle) == Exited(-15)  # reaped by its parent
 
 

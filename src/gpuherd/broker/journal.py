@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,41 +54,18 @@ _RELEASE_EVENT = {
 }
 
 
-def _job_row(r: tuple[Any, ...]) -> JobRow:
-    return JobRow(
-        id=JobId(r[0]),
-        name=r[1],
-        submission=Submission.from_json(r[2], name=r[1], key=r[11]),
-        state=JobState(r[3]),
-        submitted_at=r[4],
-        started_at=r[5],
-        ended_at=r[6],
-        handle=Handle.from_json(r[7]) if r[7] else None,
-        exit_code=r[8],
-        reason=r[9],
-        result=json.loads(r[10]) if r[10] else None,
-    )
-
-
-def _release_row(r: tuple[Any, ...]) -> ReleaseRow:
-    return ReleaseRow(
-        id=r[0],
-        job_id=JobId(r[1]),
-        tenant=TenantName(r[2]),
-        method=r[3],
-        state=ReleaseState(r[4]),
-        detail=json.loads(r[5]),
-        created_at=r[6],
-        released_at=r[7],
-        restored_at=r[8],
-        attempts=r[9],
-        failed_at=r[10],
-        plan=RestorePlan.from_json(r[11]),
-    )
-
-
 class JournalError(Exception):
     pass
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """A submission waiting for the next group commit."""
+
+    submission: Submission
+    job_id: JobId | None = None
+    error: Exception | None = None
+    done: bool = False
 
 
 class Journal:
@@ -96,6 +74,8 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._clock = clock
         self._lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Pending] = []
         self._conn = self._connect()
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")  # an intent must survive a power cut
@@ -155,16 +135,44 @@ class Journal:
     # --- jobs -------------------------------------------------------------------------------
 
     def submit(self, submission: Submission) -> JobId:
-        """Queue it; with an idempotency key already used, the job queued then."""
-        with self._write() as conn:
-            if submission.key is not None:
-                row = conn.execute(
-                    "SELECT id FROM jobs WHERE idem_key = ?", (submission.key,)
-                ).fetchone()
-                if row is not None:
-                    return JobId(row[0])
-            new_id = self._insert_job(conn, submission)
-            self._event(conn, "submitted", f"job {submission.job} queued", job_id=new_id)
+        """Queue it; with an idempotency key already used, the job queued then.
+
+        Group commit: submissions that arrive while another transaction holds the writer are
+        written together by whichever of them gets it next, in one transaction and one fsync,
+        and each caller returns once its own row is durable."""
+        mine = _Pending(submission)
+        with self._pending_lock:
+            self._pending.append(mine)
+        with self._lock:
+            if not mine.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_submissions(batch)
+        if mine.error is not None:
+            raise mine.error
+        assert mine.job_id is not None
+        return mine.job_id
+
+    def _commit_submissions(self, batch: list[_Pending]) -> None:
+        try:
+            with immediate(self._conn) as conn:
+                for item in batch:
+                    item.job_id = self._submit_one(conn, item.submission)
+        except Exception as exc:  # none of them is written: each caller gets the error
+            for item in batch:
+                item.job_id, item.error = None, exc
+        for item in batch:
+            item.done = True
+
+    def _submit_one(self, conn: sqlite3.Connection, submission: Submission) -> JobId:
+        if submission.key is not None:
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE idem_key = ?", (submission.key,)
+            ).fetchone()
+            if row is not None:
+                return JobId(row[0])
+        new_id = self._insert_job(conn, submission)
+        self._event(conn, "submitted", f"job {submission.job} queued", job_id=new_id)
         return new_id
 
     def _insert_job(self, conn: sqlite3.Connection, submission: Submission) -> JobId:
@@ -236,7 +244,7 @@ class Journal:
 
     def _jobs(self, where: str, args: tuple[object, ...]) -> list[JobRow]:
         sql = f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY submitted_at, id"  # noqa: S608
-        return [_job_row(r) for r in self._read.execute(sql, args)]
+        return [JobRow.from_sql(r) for r in self._read.execute(sql, args)]
 
     # --- releases (the intents) ---------------------------------------------------------------
 
@@ -318,7 +326,7 @@ class Journal:
             args += [str(s) for s in OPEN_RELEASE_STATES]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {_RELEASE_COLUMNS} FROM releases {clause} ORDER BY id"  # noqa: S608
-        return [_release_row(r) for r in self._read.execute(sql, args)]
+        return [ReleaseRow.from_sql(r) for r in self._read.execute(sql, args)]
 
     def pending_restores(self) -> list[ReleaseRow]:
         """Tenants released (or maybe released) and not yet restored: newest release first, so

@@ -1,12 +1,11 @@
-"""Jobs as local processes: each in its own process group led by `jobwrap`, which records the
-exit status; found again after a restart by pid + start time, or by its job id."""
+"""Jobs as local processes: each in its own process group, led by a small `sh` that records the
+job's exit status in a file; found again after a restart by pid + start time, or by job id."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,26 @@ from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.ids import JobId
 from gpuherd.procctl import terminate_group
 from gpuherd.spec.model import GpuSpec, JobSpec
+
+# The group leader. A constant script: the job's argv arrives as "$@" and is never parsed by
+# the shell (no user text is ever part of a script). `sh` costs a millisecond where a Python
+# wrapper cost tens: it starts with every job. TERM and INT get a handler, not an ignore, so the
+# job gets their default back at exec; the shell outlives the job, writes its status down
+# (a signal N as -N) and, if the job died of a signal, dies of the same one, so the broker sees
+# what it would have seen without it. A KILL to the group ends it before it writes: the broker
+# that sent the KILL knows why.
+LEADER = """\
+trap : TERM INT
+exit_file=$1
+shift
+"$@"
+code=$?
+status=$code
+if [ "$code" -gt 128 ] && [ "$code" -lt 160 ]; then status=-$((code - 128)); fi
+printf '%s\\n' "$status" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
+if [ "$status" -lt 0 ]; then trap - TERM INT; kill -$((code - 128)) $$; fi
+exit "$code"
+"""
 
 
 def _exit_file(log_dir: Path, job_id: str) -> Path:
@@ -59,7 +78,7 @@ class LocalLauncher:
             raise LaunchError(f"workdir {workdir} is not a directory")
         exit_file = _exit_file(log_dir, job_id)
         exit_file.unlink(missing_ok=True)
-        wrapper = [sys.executable, "-m", "gpuherd.broker.jobwrap", str(exit_file), "--"]
+        wrapper = ["/bin/sh", "-c", LEADER, "gpuherd-job", str(exit_file)]
         out, err = log_dir / f"{job_id}.out", log_dir / f"{job_id}.err"
         try:
             with out.open("wb") as stdout, err.open("wb") as stderr:

@@ -50,6 +50,23 @@ class JobRow:
     reason: str | None
     result: dict[str, Any] | None = None  # the result record, once the job ended
 
+    @classmethod
+    def from_sql(cls, r: tuple[Any, ...]) -> JobRow:
+        """From a row of the journal's `jobs` table, in its column order."""
+        return cls(
+            id=JobId(r[0]),
+            name=r[1],
+            submission=Submission.from_json(r[2], name=r[1], key=r[11]),
+            state=JobState(r[3]),
+            submitted_at=r[4],
+            started_at=r[5],
+            ended_at=r[6],
+            handle=Handle.from_json(r[7]) if r[7] else None,
+            exit_code=r[8],
+            reason=r[9],
+            result=json.loads(r[10]) if r[10] else None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RestorePlan:
@@ -90,6 +107,24 @@ class ReleaseRow:
     attempts: int
     failed_at: float | None = None  # the last failed restore: retries back off from here
     plan: RestorePlan | None = None  # None only for releases journaled before plans existed
+
+    @classmethod
+    def from_sql(cls, r: tuple[Any, ...]) -> ReleaseRow:
+        """From a row of the journal's `releases` table, in its column order."""
+        return cls(
+            id=r[0],
+            job_id=JobId(r[1]),
+            tenant=TenantName(r[2]),
+            method=r[3],
+            state=ReleaseState(r[4]),
+            detail=json.loads(r[5]),
+            created_at=r[6],
+            released_at=r[7],
+            restored_at=r[8],
+            attempts=r[9],
+            failed_at=r[10],
+            plan=RestorePlan.from_json(r[11]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
