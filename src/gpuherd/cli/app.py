@@ -29,7 +29,7 @@ app = typer.Typer(
         "3 no GPU backend here (try --backend sim); 4 no broker answers."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # gpuherd --install-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )
 
