@@ -143,6 +143,15 @@ def test_token_required_when_given(broker: Broker) -> None:
     assert client.get("/v1/status").status_code == 401
     assert client.get("/v1/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/v1/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    # The token alone, without the scheme, is not accepted (it was before).
+    assert client.get("/v1/status", headers={"Authorization": "s3cret"}).status_code == 401
+
+
+def test_a_huge_body_is_refused_before_it_is_read(broker: Broker) -> None:
+    client = TestClient(create_app(broker))
+    big = client.post("/v1/jobs", content=b"{" + b" " * (2 << 20) + b"}")
+    assert big.status_code == 413
+    assert client.get("/v1/jobs", params={"all": True}).json() == []
 
 
 def test_submit_never_waits_for_a_step_in_progress(broker: Broker) -> None:

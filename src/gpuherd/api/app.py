@@ -47,6 +47,20 @@ def _check_cancel(broker: Broker, job_id: str, peer: int | None) -> None:
         )
 
 
+MAX_BODY = 1 << 20  # bytes
+
+
+async def _limit_body(request: Request, call_next: Any) -> Any:
+    # A submission is a few hundred bytes; a 200 MiB body must not grow the broker for good.
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+    if length is None and request.headers.get("transfer-encoding"):
+        detail = "a request body needs a Content-Length"
+        return JSONResponse({"detail": detail}, status_code=411)
+    return await call_next(request)
+
+
 def create_app(broker: Broker, *, token: str | None = None, static: bool = False) -> FastAPI:
     app = FastAPI(title="gpuherd broker", version="1")
     registry = CollectorRegistry()
@@ -54,14 +68,17 @@ def create_app(broker: Broker, *, token: str | None = None, static: bool = False
     registry.register(OpsCollector(broker))
     views = broker.views
 
+    app.middleware("http")(_limit_body)
+
     if token is not None:
 
         @app.middleware("http")
         async def require_token(request: Request, call_next: Any) -> Any:
             if static and is_public(request.url.path):
                 return await call_next(request)  # the page holds no data; its calls send the token
-            given = request.headers.get("authorization", "").removeprefix("Bearer ")
-            if not hmac.compare_digest(given.encode(), token.encode()):
+            header = request.headers.get("authorization", "")
+            given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
+            if not given or not hmac.compare_digest(given.encode(), token.encode()):
                 return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
             return await call_next(request)
 

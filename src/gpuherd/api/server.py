@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket as socket_mod
+import stat
 import struct
 import tempfile
 import threading
@@ -32,6 +33,26 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 PEER_UID = "gpuherd.peer_uid"  # ASGI scope key: the connecting process's uid (unix socket only)
+
+
+def claim_socket(path: Path) -> None:
+    """Make room for our socket at `path`: a stale socket is removed; a live broker's socket,
+    or anything that is not a socket, is refused (never delete what we did not create)."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ListenError(f"--socket {path} exists and is not a socket; not replacing it")
+    probe = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # nobody answers: left by a broker that died
+        return
+    finally:
+        probe.close()
+    raise ListenError(f"--socket {path}: another broker is serving there")
 
 
 def bind_unix(path: Path, *, group: int | None = None) -> socket_mod.socket:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from gpuherd.ids import JobName
 from gpuherd.spec.model import JobSpec
 
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # a config name's rule
 _LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: later times cannot be formatted
 
 
@@ -37,6 +39,10 @@ class Submission:
     owner_uid: int | None = None  # who submitted it over the unix socket (SO_PEERCRED)
 
     def __post_init__(self) -> None:
+        if not _LABEL.match(self.job):  # it reaches terminals through `jobs` and `events`
+            raise SubmissionError(
+                "name", "use letters, digits, '.', '_' or '-' (at most 63), starting with one"
+            )
         if self.not_before is not None and not (
             math.isfinite(self.not_before) and 0 <= self.not_before <= _LATEST
         ):

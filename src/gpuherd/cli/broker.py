@@ -71,7 +71,7 @@ TokenOpt = Annotated[
 ]
 
 
-def serve(  # noqa: PLR0915 - one linear start-up sequence
+def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
     config: ConfigOpt = None,
     backend: BackendOpt = "auto",
     sim_dir: SimDirOpt = None,
@@ -139,10 +139,12 @@ def serve(  # noqa: PLR0915 - one linear start-up sequence
 ) -> None:
     """Run the broker in the foreground: queue jobs, free VRAM for them, always restore."""
     from gpuherd.actuators.factory import unavailable_kinds
+    from gpuherd.api.server import ListenError, claim_socket
     from gpuherd.broker.daemon import Daemon
     from gpuherd.broker.engine import Engine
     from gpuherd.broker.journal import Journal, JournalError
     from gpuherd.broker.service import Broker
+    from gpuherd.broker.statelock import StateLocked, lock_state
 
     kube = None
     if kubernetes:  # GPUs from the backend, tenants and jobs from the cluster
@@ -164,11 +166,18 @@ def serve(  # noqa: PLR0915 - one linear start-up sequence
     token = _server_token(listen or http, token_file)
     gid = _group_id(socket_group)
     state_dir = state or default_state()
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    state_dir.chmod(0o700)
+    try:
+        if not state_dir.exists():  # an existing, maybe shared, directory keeps its mode
+            state_dir.mkdir(parents=True, mode=0o700)
+            state_dir.chmod(0o700)
+        state_lock = lock_state(state_dir)  # noqa: F841 - held until the process exits
+    except StateLocked as exc:
+        fail(str(exc), code=Exit.USAGE)
+    except OSError as exc:
+        fail(f"--state {state_dir}: {exc.strerror or exc}", code=Exit.USAGE)
     try:
         journal = Journal(state_dir / "journal.db")
-    except (JournalError, sqlite3.Error) as exc:
+    except (JournalError, sqlite3.Error, OSError) as exc:
         fail(f"{state_dir / 'journal.db'}: {exc}")
     engine = Engine(
         config=cfg,
@@ -184,8 +193,13 @@ def serve(  # noqa: PLR0915 - one linear start-up sequence
     broker = Broker(daemon)
     sock = socket or default_socket()
     if not listen:
-        sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        sock.unlink(missing_ok=True)
+        try:
+            sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            claim_socket(sock)
+        except ListenError as exc:
+            fail(str(exc), code=Exit.USAGE)
+        except OSError as exc:
+            fail(f"--socket {sock}: {exc.strerror or exc}", code=Exit.USAGE)
     server, web = _servers(
         broker, sock=None if listen else sock, listen=listen, http=http, token=token, gid=gid
     )
@@ -261,6 +275,12 @@ def _group_id(group: str | None) -> int | None:
 
 def _read_token(path: Path) -> str:
     try:
+        if path.stat().st_mode & 0o077:
+            fail(
+                f"--token-file {path}: readable by others; the token lets anyone run commands",
+                hint=f"chmod 600 {path}",
+                code=Exit.USAGE,
+            )
         return path.read_text().strip()
     except OSError as exc:
         fail(f"--token-file {path}: {exc.strerror or exc}")
