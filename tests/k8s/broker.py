@@ -18,8 +18,16 @@ from gpuherd.simcluster import SimCluster
 
 @contextmanager
 def broker(
-    cluster: SimCluster, sim_dir: Path, node: str, gpu: int, state: Path
+    cluster: SimCluster,
+    sim_dir: Path,
+    node: str,
+    gpu: int,
+    state: Path,
+    *,
+    env: dict[str, str] | None = None,
+    stderr: list[str] | None = None,
 ) -> Iterator[subprocess.Popen[str]]:
+    """A broker on `node` (GPU `gpu`); what it wrote to stderr lands in `stderr` at the end."""
     argv = [
         sys.executable, "-m", "gpuherd", "serve", "--kubernetes",
         "--kubeconfig", str(cluster.kubeconfig), "--node", node,
@@ -27,9 +35,13 @@ def broker(
         "--proc-root", str(cluster.directory), "--gpu-index", str(gpu),
         "--state", str(state), "--socket", str(state / "api.sock"),
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NODE_NAME")}
+    environ = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NODE_NAME")}
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**environ, **(env or {})},
     )
     try:
         assert proc.stdout is not None
@@ -47,6 +59,8 @@ def broker(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        if stderr is not None and proc.stderr is not None:
+            stderr.append(proc.stderr.read())
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()

@@ -4,15 +4,36 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("kubernetes")
 
 from gpuherd.k8s.client import KubeClient
-from gpuherd.simcluster import NodeSpec
+from gpuherd.simcluster import NodeSpec, SimCluster
 from tests.simcluster.conftest import Kube, start_cluster
+
+
+@contextmanager
+def cluster(tmp_path: Path, sim_dir: Path, nodes: list[NodeSpec], **kwargs: Any) -> Iterator[Kube]:
+    """A simulated cluster with the cluster's own settings (`bookmark_interval`...)."""
+    from kubernetes import client, config
+
+    settings: dict[str, Any] = {"bookmark_interval": 0.3, "tick": 0.05, **kwargs}
+    with SimCluster(directory=tmp_path / "cluster", nodes=nodes, sim_dir=sim_dir, **settings) as c:
+        api: Any = config.new_client_from_config(str(c.kubeconfig))  # type: ignore[no-untyped-call]
+        yield Kube(
+            c,
+            client.CoreV1Api(api),
+            client.AppsV1Api(api),
+            client.BatchV1Api(api),
+            client.CoordinationV1Api(api),
+            api,
+        )
+        api.close()
 
 
 @pytest.fixture

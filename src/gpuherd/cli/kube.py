@@ -4,6 +4,7 @@ optional), and the launcher for Kubernetes Jobs."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,8 +111,10 @@ def open_mode(
         fail(
             f"node {node}: {exc.message}", hint="--node must name this node as the cluster knows it"
         )
-    pods = PodCache(client, node)
-    jobs = Cache(client, "jobs", labels=QUEUE_LABEL)
+    # How long one watch request lasts before it is reopened from its version (tests shorten it).
+    seconds = int(os.environ.get("GPUHERD_WATCH_SECONDS", "300"))
+    pods = PodCache(client, node, watch_seconds=seconds)
+    jobs = Cache(client, "jobs", labels=QUEUE_LABEL, watch_seconds=seconds)
     s = session.Session(client, node, pods, proc_root or ROOT, jobs=jobs)
     session.use(s)
     use_defaults(root=s.proc_root, pods=pods.infos)

@@ -9,6 +9,7 @@ state no LIST is ever repeated: `lists` counts them for the tests and the benchm
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from gpuherd.gpu.attribution import PodInfo
 from gpuherd.k8s.client import Gone, KubeClient, KubeError
 
 Obj = dict[str, Any]
+log = logging.getLogger(__name__)
 _WATCH_SECONDS = 300  # the server ends a watch after this; it is reopened from the last version
 
 
@@ -114,8 +116,9 @@ class Cache:
                     backoff = 0.2
                     if self._stop.is_set():
                         return
-            except Gone:
+            except Gone as exc:
                 self.gone += 1
+                log.warning("%s watch: %s (410 Gone): listing again", self.resource, exc.message)
                 self.version = ""  # list again, then watch from there
             except KubeError:
                 self._stop.wait(backoff)  # the server is away: resume from the last version
