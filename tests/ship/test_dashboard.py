@@ -77,6 +77,7 @@ def broker(sim_dir: Path, tmp_path: Path, holder: HolderFactory) -> Iterator[tup
     )
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)  # serve refuses a token others can read
     sock = tmp_path / "gpuherd.sock"
     port = free_port()
     server = subprocess.Popen(
