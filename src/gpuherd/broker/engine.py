@@ -78,7 +78,14 @@ class Engine:
         self.recovery = Recovery(
             self.config, self.journal, self._launcher, self.keeper, self.ender, self.state_dir
         )
-        self.guarding = Guarding(self.config, self.journal, self.keeper, self.clock, self._promised)
+        self.guarding = Guarding(
+            self.config,
+            self.journal,
+            self.keeper,
+            self.clock,
+            self._promised,
+            notify=lambda: self.notify() if self.notify else None,
+        )
 
     @property
     def _launcher(self) -> Launcher:

@@ -12,6 +12,7 @@ restart the pressure and the room are measured again from scratch.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ from gpuherd.spec.model import Config, GpuSpec, GuardSpec
 
 _HOUR = 3600.0
 _PROBE_TIMEOUT = 2.0
+_WAKE_MARGIN = 0.002
 
 
 @dataclass
@@ -47,6 +49,8 @@ class _Timers:
     room_for: TenantName | None = None
     stuck: str | None = None  # the last "cannot make room" reported, once per episode
     flapping: bool = False
+    wake_at: float | None = None  # a step asked for then
+    wake: threading.Timer | None = None
 
 
 def flapping(
@@ -66,7 +70,11 @@ class Guarding:
     keeper: Keeper
     clock: Clock
     promised: Callable[[str], int]  # bytes promised to started jobs on a GPU (by name)
+    # Wakes the loop for a step now: the guard asks for one the moment `for` or
+    # `restore_after` runs out, rather than up to a poll later.
+    notify: Callable[[], None] | None = None
     _timers: dict[GpuName, _Timers] = field(default_factory=dict)
+    _rows: set[str] = field(default_factory=set)  # guard rows known to be in the journal
 
     @property
     def guarded(self) -> list[GpuSpec]:
@@ -133,6 +141,10 @@ class Guarding:
         )
         if out.low_since is None:
             timers.stuck = None
+        elif out.action is None:
+            self._wake_at(timers, out.low_since + spec.for_, now)
+        if out.room_since is not None:
+            self._wake_at(timers, out.room_since + spec.restore_after, now)
         match out.action:
             case Release():
                 self._release(gpu, spec, out.action, out.why, held)
@@ -146,6 +158,16 @@ class Guarding:
             timers.stuck = out.why
             self.journal.record("guard_stuck", f"{gpu.name}: {out.why}", job_id=gid)
         return False
+
+    def _wake_at(self, timers: _Timers, when: float, now: float) -> None:
+        pending = timers.wake is not None and timers.wake.is_alive()
+        if self.notify is None or (pending and timers.wake_at == when):
+            return
+        timers.wake_at = when
+        # A hair late rather than early: a step just before `when` would wait a whole poll.
+        timers.wake = threading.Timer(max(when - now, 0.0) + _WAKE_MARGIN, self.notify)
+        timers.wake.daemon = True
+        timers.wake.start()
 
     def _tenant(self, state: TenantState, *, idle: bool) -> GuardTenant:
         spec = self.config.tenants.get(state.name)
@@ -170,7 +192,9 @@ class Guarding:
         held: dict[TenantName, Held],
     ) -> None:
         gid = guard_job_id(gpu.name)
-        self.journal.guard_job(gid, gpu.name)
+        if gid not in self._rows:  # once per broker: an insert is an fsync
+            self.journal.guard_job(gid)
+            self._rows.add(gid)
         self.journal.record("guard_release", f"{gpu.name}: {why}", job_id=gid)
         for victim in action.victims:
             if not self.keeper.release(gid, victim, held.get(victim, NOTHING)):
