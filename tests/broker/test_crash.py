@@ -131,3 +131,71 @@ def test_kill_9_and_restart(
             for proc in host.snapshot().processes:
                 if proc.name == "whisper":
                     os.kill(proc.pid, signal.SIGTERM)
+
+
+SLOW_START = """\
+import os, sys, time
+time.sleep(3)  # a model server loading for seconds before it holds any memory
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_a_crash_during_a_slow_restore_never_starts_the_tenant_twice(
+    sim_dir: Path, holder: HolderFactory, tmp_path: Path
+) -> None:
+    """Before, a broker killed while a tenant's start command was still loading started a
+    second copy on restart (3 of 3 tries). The started process is journaled before the wait,
+    and a restarted broker waits for it instead."""
+    holder("--vram", "3GiB", "--name", "whisper")
+    starter = tmp_path / "slow_start.py"
+    starter.write_text(SLOW_START)
+    hold = gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir))
+    start = [hold[0], str(starter), *hold, "--vram", "3GiB", "--name", "whisper"]
+    cfg = tmp_path / "gpuherd.yaml"
+    cfg.write_text(
+        f"""\
+version: 1
+gpus: [{{name: gpu0, index: 0}}]
+broker: {{poll_interval: 0.1s}}
+tenants:
+  whisper:
+    gpu: gpu0
+    vram: 3GiB
+    priority: 20
+    cooldown: 0s
+    restore_timeout: 60s
+    match: {{cmdline: "--name whisper"}}
+    preempt: [{{signal: {{grace: 5s, start: {start!r}}}}}]
+jobs:
+  render: {{gpu: gpu0, vram: 10GiB, priority: 50, timeout: 60s, command: {[*hold, "--vram", "10GiB", "--for", "0.3s", "--name", "render"]!r}}}
+"""
+    )
+    state, sock = tmp_path / "state", tmp_path / "gpuherd.sock"
+    state.mkdir(mode=0o700)
+    journal = Journal(state / "journal.db")
+    job_id = journal.submit(Submission(job=JobName("render")))
+    journal.close()
+    first = serve(cfg, sim_dir, state, sock, crash="restore_started")
+    assert first.wait(timeout=60) == -9
+    second = serve(cfg, sim_dir, state, sock, crash=None)
+    try:
+        journal = Journal(state / "journal.db")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            row = journal.job(job_id)
+            if row is not None and row.state.final and not journal.pending_restores():
+                break
+            time.sleep(0.2)
+        assert journal.pending_restores() == [], story(journal)
+        row = journal.job(job_id)
+        assert row is not None
+        assert row.state == "succeeded", story(journal)
+        assert any(e.kind == "restore_adopted" for e in journal.events()), story(journal)
+        time.sleep(1.0)  # a second copy, if one had been started, would hold by now
+        with SimHost(sim_dir) as host:
+            whispers = [p for p in host.snapshot().processes if p.name == "whisper"]
+        assert len(whispers) == 1, story(journal)
+        journal.close()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)

@@ -6,7 +6,14 @@ from __future__ import annotations
 import os
 import signal
 
-CRASH_POINTS = ("after_intent", "after_release", "job_running", "after_exit", "mid_restore")
+CRASH_POINTS = (
+    "after_intent",
+    "after_release",
+    "job_running",
+    "after_exit",
+    "mid_restore",
+    "restore_started",
+)
 
 
 def crash_point(name: str) -> None:

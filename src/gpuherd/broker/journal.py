@@ -281,6 +281,19 @@ class Journal:
         message = "restore via {method} failed: " + reason.replace("{", "{{").replace("}", "}}")
         self._advance(release_id, ReleaseState.RESTORE_FAILED, message)
 
+    def add_detail(self, release_id: int, facts: dict[str, Any]) -> None:
+        """Merge facts into a release's detail without moving its state (a restore's started
+        process, so a restarted broker adopts it instead of starting a second)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT detail FROM releases WHERE id = ?", (release_id,)).fetchone()
+            if row is None:
+                raise JournalError(f"no release {release_id}")
+            detail = {**json.loads(row[0]), **facts}
+            conn.execute(
+                "UPDATE releases SET detail = ? WHERE id = ?",
+                (json.dumps(detail, sort_keys=True), release_id),
+            )
+
     def _advance(
         self,
         release_id: int,

@@ -24,6 +24,7 @@ from gpuherd.broker.journal import Journal
 from gpuherd.broker.records import ReleaseRow, RestorePlan
 from gpuherd.broker.states import ReleaseState
 from gpuherd.gpu.base import GpuBackend
+from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.ids import JobId, TenantName
 from gpuherd.spec.model import Config, TenantSpec
 from gpuherd.units import format_bytes
@@ -175,10 +176,27 @@ class Keeper:
             return short
         ctx = ActContext(tenant=tenant, pids=(), log_dir=self.log_dir, timeout=spec.restore_timeout)
         deadline = self.clock.monotonic() + spec.restore_timeout
-        try:
-            actuator_for(plan.method).restore(ctx, release.detail)
-        except (ActuatorError, UnsupportedMethod) as exc:
-            return str(exc)
+        started = release.detail.get("restore_started")
+        if started and start_ticks(int(started["pid"])) == started["ticks"] is not None:
+            # A start from before a crash is still loading (it holds no memory yet): wait for
+            # it, never start a second copy.
+            self.journal.record(
+                "restore_adopted",
+                f"start {started['pid']} still loading",
+                job_id=release.job_id,
+                tenant=tenant,
+            )
+        else:
+            try:
+                facts = actuator_for(plan.method).restore(ctx, release.detail)
+            except (ActuatorError, UnsupportedMethod) as exc:
+                return str(exc)
+            if isinstance(facts.get("pid"), int):  # journaled before waiting for it
+                ticks = start_ticks(facts["pid"])
+                self.journal.add_detail(
+                    release.id, {"restore_started": {"pid": facts["pid"], "ticks": ticks}}
+                )
+                crash_point("restore_started")
         back = self._wait_held(tenant, spec, lambda b: b > 0, spec.restore_timeout)
         if expected and not back:
             return "its memory did not come back in time"
