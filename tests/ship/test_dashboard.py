@@ -198,6 +198,8 @@ def test_ui_forwards_a_local_token_protected_port_to_the_socket(broker: tuple[st
                 anonymous.get("/v1/jobs", headers={"Authorization": "Bearer nope"}).status_code
                 == 401
             )
+            # The token alone, without the Bearer scheme, is refused too.
+            assert anonymous.get("/v1/jobs", headers={"Authorization": fragment}).status_code == 401
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {fragment}"}) as client:
             later = {"name": "render", "not_before": time.time() + 3600}
             job = client.post("/v1/jobs", json=later).json()["id"]

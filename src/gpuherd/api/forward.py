@@ -37,7 +37,8 @@ def forward_app(socket: Path, token: str) -> Any:
             await send({"type": "lifespan.shutdown.complete"})
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        given = headers.get("authorization", "").removeprefix("Bearer ")
+        header = headers.get("authorization", "")
+        given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
         if not is_public(scope["path"]) and not hmac.compare_digest(given, token):
             await reply(
                 send, 401, b'{"detail":"missing or wrong bearer token"}', b"application/json"
