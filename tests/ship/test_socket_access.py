@@ -185,3 +185,24 @@ jobs:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_unknown_group_is_a_usage_error(sim_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "gpuherd.yaml"
+    config.write_text("version: 1\ngpus: [{name: gpu0, index: 0}]\n")
+    done = subprocess.run(
+        gpuherd_argv(
+            "serve", "-c", str(config), "--backend", "sim", "--sim-dir", str(sim_dir),
+            "--state", str(tmp_path / "state"), "--socket", str(tmp_path / "s.sock"),
+            "--socket-group", "no-such-group-here",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--socket-group no-such-group-here: no such group" in done.stderr
+    assert "groupadd no-such-group-here" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "s.sock").exists()

@@ -270,7 +270,7 @@ def _group_id(group: str | None) -> int | None:
     try:
         return grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
     except KeyError:
-        fail(f"--socket-group {group}: no such group", hint="create it: groupadd gpuherd")
+        fail(f"--socket-group {group}: no such group", hint=f"create it: groupadd {group}")
 
 
 def _read_token(path: Path) -> str:
