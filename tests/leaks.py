@@ -33,7 +33,7 @@ def strays(under: Path) -> dict[int, str]:
         except OSError:
             cwd = b""
         places = [cmdline, _read(f"/proc/{entry}/environ")]
-        tied = any(root + b"/" in p or p.endswith(root) for p in places) or (
+        tied = any(root + b"/" in p or root + b"\0" in p or p.endswith(root) for p in places) or (
             cwd == root or cwd.startswith(root + b"/")
         )
         if tied:

@@ -16,10 +16,12 @@ from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.metrics import BrokerCollector
 from gpuherd.broker.service import Broker
+from gpuherd.broker.states import JobState
 from gpuherd.gpu.sim import SimBackend
+from gpuherd.ids import TenantName
 from gpuherd.spec import parse_config
 from tests.broker.conftest import submit
-from tests.conftest import HolderFactory, gpuherd_argv, wait_for
+from tests.conftest import GIB, HolderFactory, gpuherd_argv, wait_for
 
 # The tenant's start command: runs the real holder only once `flag` exists, and leaves a mark
 # each time it is called, so a test can tell "tried and failed" from "never tried".
@@ -165,3 +167,63 @@ def test_a_restore_counts_only_once_the_health_check_passes(
     ready.write_text("")
     step_until(engine, lambda: whisper_state(engine) == "restored")
     assert (tmp_path / "marks").read_text() == "x"  # the memory check skipped a second start
+
+
+SLOW_JOB = """\
+import os, sys, time
+time.sleep(2)  # a renderer loading its scene before it allocates
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_a_restore_never_takes_the_room_promised_to_a_starting_job(
+    sim_dir: Path, tmp_path: Path
+) -> None:
+    """Whisper (6 GiB) waits to be restored when an 8 GiB job is admitted on the 12 GiB GPU and
+    has not allocated yet. Before, the restore saw 12 GiB free, took 6, and the job died of
+    CUDA out of memory two seconds later."""
+    script = tmp_path / "slow_job.py"
+    script.write_text(SLOW_JOB)
+    hold = gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir))
+    start = [*hold, "--vram", "6GiB", "--name", "whisper"]
+    job = [hold[0], str(script), *hold, "--vram", "8GiB", "--for", "1s", "--name", "render"]
+    text = f"""\
+version: 1
+gpus: [{{name: gpu0, index: 0}}]
+broker: {{restore_retry: 0.2s, restore_retry_max: 0.2s}}
+tenants:
+  whisper:
+    gpu: gpu0
+    vram: 6GiB
+    priority: 20
+    match: {{cmdline: "--name whisper"}}
+    preempt: [{{signal: {{grace: 5s, start: {start!r}}}}}]
+jobs:
+  render: {{gpu: gpu0, vram: 8GiB, priority: 50, timeout: 60s, command: {job!r}}}
+"""
+    state = tmp_path / "state"
+    engine = Engine(
+        config=parse_config(text, source="gpuherd.yaml"),
+        backend=SimBackend(sim_dir),
+        journal=Journal(state / "journal.db"),
+        state_dir=state,
+        poll=0.05,
+    )
+    # Whisper is down from an earlier job whose restore failed (its room was taken then).
+    earlier = submit(engine, "render")
+    engine.journal.set_job_state(earlier, JobState.RELEASING)
+    spec = engine.config.tenants[TenantName("whisper")]
+    release = engine.journal.release_intent(earlier, "whisper", engine.keeper.plan_for(spec, 0))
+    engine.journal.mark_released(release, detail={"held": 6 * GIB})
+    engine.journal.restore_intent(release)
+    engine.journal.mark_restore_failed(release, "needs 6.0 GiB free on gpu0, 2.0 GiB free")
+    engine.journal.set_job_state(earlier, JobState.FAILED, reason="test set-up")
+    job_id = submit(engine, "render")
+    step_until(engine, lambda: engine.journal.job(job_id).state.final, timeout=60)  # type: ignore[union-attr]
+    row = engine.journal.job(job_id)
+    assert row is not None
+    assert (row.state, row.reason) == ("succeeded", None)
+    failed = [e.message for e in engine.journal.events() if e.kind == "restore_failed"]
+    assert any("needs 6.0 GiB free on gpu0, 4.0 GiB free" in m for m in failed)
+    step_until(engine, lambda: whisper_state(engine) == "restored", timeout=30)
+    engine.journal.close()
