@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's tests/
 
-from tests.broker.chaos import trial  # noqa: E402
+from tests.broker.chaos import trial
 
 RESULTS = Path(__file__).parent / "results"
 
