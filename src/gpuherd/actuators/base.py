@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gpuherd.gpu.base import GpuBackend
+
 
 class ActuatorError(Exception):
     """The release or restore action itself failed (command exit code, refused signal...)."""
@@ -20,6 +22,8 @@ class ActContext:
     log_dir: Path  # where started processes write their output
     timeout: float = 60.0
     env: dict[str, str] = field(default_factory=dict)
+    backend: GpuBackend | None = None  # the GPUs, for methods that act on device memory
+    state_dir: Path | None = None  # where methods keep what an operator may need by hand
 
 
 class Actuator(Protocol):

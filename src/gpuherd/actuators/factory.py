@@ -16,6 +16,7 @@ from gpuherd.actuators.http import HttpActuator, OllamaActuator, VllmSleepActuat
 from gpuherd.actuators.signal import SignalActuator
 from gpuherd.spec.model import (
     METHOD_KINDS,
+    CheckpointMethod,
     CommandMethod,
     HttpMethod,
     KubernetesMethod,
@@ -36,6 +37,12 @@ def _http(h: HttpMethod) -> Actuator:
     return HttpActuator(preset=h.preset, url=h.url, model=h.model, release=release, restore=restore)
 
 
+def _checkpoint(m: CheckpointMethod) -> Actuator:
+    from gpuherd.actuators.checkpoint import CheckpointActuator  # the CUDA bindings are an extra
+
+    return CheckpointActuator(m.lock_timeout)
+
+
 def _kubernetes(m: KubernetesMethod) -> Actuator:
     from gpuherd.actuators.kubernetes import KubernetesActuator  # the client is an extra
 
@@ -48,6 +55,7 @@ _FACTORIES: dict[type[Any], Callable[[Any], Actuator]] = {
     OllamaMethod: lambda m: OllamaActuator(m.url, m.reload),
     VllmSleepMethod: lambda m: VllmSleepActuator(m.url, m.level),
     HttpMethod: _http,
+    CheckpointMethod: _checkpoint,
     KubernetesMethod: _kubernetes,
 }
 

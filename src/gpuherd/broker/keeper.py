@@ -57,6 +57,23 @@ class Keeper:
             lambda: ok(self.held(tenant, spec)), timeout=timeout, poll=self.poll, clock=self.clock
         )
 
+    def _context(
+        self,
+        tenant: str,
+        pids: tuple[int, ...],
+        timeout: float,
+        env: dict[str, str] | None = None,
+    ) -> ActContext:
+        return ActContext(
+            tenant=tenant,
+            pids=pids,
+            log_dir=self.log_dir,
+            timeout=timeout,
+            env=env or {},
+            backend=self.backend,
+            state_dir=self.log_dir.parent,
+        )
+
     # --- release ------------------------------------------------------------------------------
 
     def plan_for(self, spec: TenantSpec, index: int) -> RestorePlan:
@@ -74,12 +91,9 @@ class Keeper:
             plan = self.plan_for(spec, index)
             release_id = self.journal.release_intent(job_id, tenant, plan)
             crash_point("after_intent")
-            ctx = ActContext(
-                tenant=tenant,
-                pids=held.pids,
-                log_dir=self.log_dir,
-                timeout=spec.release_timeout,
-                env={"GPUHERD_RELEASE_FOR": job_id},  # the kubernetes method names it
+            # The kubernetes method names the job in its annotations.
+            ctx = self._context(
+                tenant, held.pids, spec.release_timeout, env={"GPUHERD_RELEASE_FOR": job_id}
             )
             try:
                 detail: dict[str, Any] | None = actuator.release(ctx)
@@ -174,7 +188,7 @@ class Keeper:
             # Do not even try: a model load would OOM and a cuda-checkpoint restore without
             # room fails for good. Retried with backoff once the memory is back.
             return short
-        ctx = ActContext(tenant=tenant, pids=(), log_dir=self.log_dir, timeout=spec.restore_timeout)
+        ctx = self._context(tenant, (), spec.restore_timeout)
         deadline = self.clock.monotonic() + spec.restore_timeout
         started = release.detail.get("restore_started")
         if started and start_ticks(int(started["pid"])) == started["ticks"] is not None:

@@ -1,0 +1,59 @@
+"""The `checkpoint` method in the broker, on the simulated driver: the tenant's memory goes to
+host RAM for the job and comes back to the same process (same pid, state kept)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpuherd.broker.engine import Engine
+from gpuherd.broker.journal import Journal
+from gpuherd.gpu.sim import SimBackend, SimHost
+from gpuherd.spec import parse_config
+from tests.broker.conftest import run_until_idle, submit
+from tests.conftest import GIB, HolderFactory, gpuherd_argv
+
+
+def test_a_job_runs_while_the_tenant_sits_in_host_ram_and_the_same_process_comes_back(
+    sim_dir: Path, holder: HolderFactory, tmp_path: Path
+) -> None:
+    trainer = holder("--vram", "4GiB", "--name", "trainer")
+    hold = gpuherd_argv("sim", "hold", "--sim-dir", str(sim_dir))
+    job = [*hold, "--vram", "10GiB", "--for", "0.5s", "--name", "render"]
+    text = f"""\
+version: 1
+gpus: [{{name: gpu0, index: 0}}]
+tenants:
+  trainer:
+    gpu: gpu0
+    vram: 4GiB
+    priority: 10
+    cooldown: 0s
+    match: {{cmdline: "--name trainer"}}
+    preempt: [{{checkpoint: {{lock_timeout: 5s}}}}]
+jobs:
+  render: {{gpu: gpu0, vram: 10GiB, priority: 50, timeout: 60s, command: {job!r}}}
+"""
+    state = tmp_path / "state"
+    engine = Engine(
+        config=parse_config(text, source="gpuherd.yaml"),
+        backend=SimBackend(sim_dir),
+        journal=Journal(state / "journal.db"),
+        state_dir=state,
+        poll=0.05,
+    )
+    job_id = submit(engine, "render")
+    run_until_idle(engine, timeout=60)
+    row = engine.journal.job(job_id)
+    assert row is not None
+    assert (row.state, row.reason) == ("succeeded", None), [
+        (e.kind, e.message) for e in engine.journal.events()
+    ]
+    (release,) = engine.journal.releases()
+    assert (release.method, release.state) == ("checkpoint", "restored")
+    (suspended,) = release.detail["suspended"]
+    assert suspended["pid"] == trainer.pid
+    with SimHost(sim_dir) as host:
+        (proc,) = [p for p in host.snapshot().processes if p.name == "trainer"]
+    assert (proc.pid, proc.used_bytes) == (trainer.pid, 4 * GIB)  # the same process, back
+    assert trainer.poll() is None
+    engine.journal.close()
