@@ -8,7 +8,7 @@ DISPLAY or /tmp/.X11-unix is used, and compute/utility for CUDA images and nvidi
 
 Why it matters: the runtime mounts only the listed driver parts. Without `video` NVENC fails
 ("Cannot load libnvidia-encode.so.1"); without `graphics` OpenGL/Vulkan fall back to llvmpipe on
-the CPU (seed 000: a 5-minute render ran over an hour).
+the CPU (a 5-minute render ran over an hour).
 
 Example:
     image: martydingo/mapshot      # renders with OpenGL under xvfb

@@ -8,7 +8,7 @@ needs is a warning (ECS sets NVIDIA_VISIBLE_DEVICES but not the capabilities).
 
 Why it matters: without resourceRequirements ECS does not reserve or inject the GPU, and the
 renderer silently falls back to the CPU; Fargate has no GPUs; SYS_ADMIN is nearly root on the
-instance (seed 002 added both "for the GPU").
+instance (a Terraform module seen in the wild added both "for the GPU").
 
 Example:
     "linuxParameters": {"capabilities": {"add": ["SYS_ADMIN"]},

@@ -7,8 +7,8 @@ What it does: flags GPU CronJobs without `concurrencyPolicy: Forbid` or without
 other containers, since a Job completes only when every container exits.
 
 Why it matters: overlapping runs of a GPU job double its VRAM and OOM each other; a run that
-falls back to the CPU (seed 000: over an hour instead of minutes) holds the node until someone
-notices; a Job that never completes holds its GPU forever.
+falls back to the CPU (a nightly render: over an hour instead of minutes) holds the node
+until someone notices; a Job that never completes holds its GPU forever.
 
 Example:
     kind: CronJob

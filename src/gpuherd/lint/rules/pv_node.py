@@ -7,7 +7,7 @@ no-provisioner, microk8s hostpath) that bind immediately instead of `WaitForFirs
 
 Why it matters: local-path volumes live on one node. A GPU job pinned to the GPU node with its
 data on the control-plane node stays Pending ("node(s) didn't match PersistentVolume's node
-affinity"): seed 000's root cause.
+affinity"): why a render CronJob pinned to the GPU node never started.
 
 Example:
     nodeSelector: {nvidia.com/gpu.present: "true"}   # matches k3s-gpu-01 only

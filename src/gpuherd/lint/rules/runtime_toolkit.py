@@ -5,10 +5,10 @@ itself makes every container start call itself; and flags
 `accept-nvidia-visible-devices-envvar-when-unprivileged = true` (the default).
 
 Why it matters: the runtime execs the first existing entry of `runtimes` and never checks it
-against itself (seed 003's wrapper had to work around exactly this). With the environment
-variable accepted, any pod on a shared node takes every GPU with NVIDIA_VISIBLE_DEVICES=all,
-outside the scheduler. `gpuherd doctor` runs the same judgement on a host, following symlinks
-and wrapper scripts.
+against itself (a hand-written runc wrapper for CI workers had to work around exactly this).
+With the environment variable accepted, any pod on a shared node takes every GPU with
+NVIDIA_VISIBLE_DEVICES=all, outside the scheduler. `gpuherd doctor` runs the same judgement on
+a host, following symlinks and wrapper scripts.
 
 Example:
     [nvidia-container-runtime]

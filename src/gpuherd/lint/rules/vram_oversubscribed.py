@@ -9,7 +9,8 @@ vLLM servers whose utilization fractions add up to more than 1.0 are an error ev
 GPU's size is unknown.
 
 Why it matters: time-slicing shares compute, not memory; every process allocates from the same
-VRAM and the last to start runs out of memory (seed 001: 18-24 GiB of peaks on a 12 GiB card).
+VRAM and the last to start runs out of memory (Plex, Ollama, Whisper, TTS and vLLM: 18-24 GiB
+of peaks on one 12 GiB card).
 vLLM pre-allocates its fraction at start, so two servers at 0.7 can never both start.
 
 Example:
