@@ -6,6 +6,7 @@ the guard brings it back after the restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,10 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from gpuherd.broker.engine import Engine
 from gpuherd.broker.guard import guard_job_id
 from gpuherd.broker.journal import Journal
+from gpuherd.broker.metrics import BrokerCollector
 from gpuherd.broker.states import ReleaseState
 from gpuherd.gpu.sim import SimBackend, SimHost
 from gpuherd.spec.load import parse_config
@@ -49,7 +52,7 @@ while not stop:
 host.forget(pid=os.getpid())
 """
 
-GUARD = "{min_free: 2GiB, for: 0.5s, restore_above: 0.5GiB, restore_after: 1s}"
+GUARD = "{min_free: 2GiB, for: 0.5s, restore_above: 0.5GiB, restore_after: 1s, flaps_per_hour: 1}"
 
 
 @pytest.fixture
@@ -179,7 +182,28 @@ def test_a_transcode_gets_its_room_and_ollama_comes_back_after_it(
     kinds = [e.kind for e in engine.journal.events()]
     assert kinds.count("guard_release") == 1
     assert kinds.count("guard_restore") == 1
-    assert [j.name for j in engine_views(engine).jobs(include_ended=True)] == []  # not a job
+    views = engine_views(engine)
+    assert [j.name for j in views.jobs(include_ended=True)] == []  # not a job
+    (guard,) = json.loads(json.dumps(views.status().to_dict()))["guard"]  # as the API sends it
+    assert (guard["released"], guard["releases_last_hour"], guard["flapping"]) == ([], 1, [])
+    # A second transcode within the hour: more than `flaps_per_hour` (1) guard releases.
+    again = transcode(sim_dir, tmp_path, 9 * GIB // 2)
+    try:
+        step_until(engine, lambda: held(sim_dir).get("ollama", 0) == 0, timeout=15)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=10)
+        if again.stdout is not None:
+            again.stdout.close()
+    (guard,) = json.loads(json.dumps(views.status().to_dict()))["guard"]
+    assert (guard["released"], guard["flapping"]) == (["ollama"], ["ollama"])
+    (flap,) = [e for e in engine.journal.events() if e.kind == "guard_flapping"]
+    assert "2 guard releases in the last hour (more than 1), of ollama" in flap.message
+    registry = CollectorRegistry()
+    registry.register(BrokerCollector(views))
+    scraped = generate_latest(registry).decode()
+    assert "gpuherd_guard_flaps_total 1.0" in scraped
+    assert 'gpuherd_guard_flapping{gpu="gpu0",tenants="ollama"} 1.0' in scraped
 
 
 def test_a_busy_ollama_is_kept_while_an_idle_whisper_is_released(
