@@ -35,7 +35,7 @@ from gpuherd.broker.records import ReleaseRow
 from gpuherd.broker.scheduler import TenantState
 from gpuherd.gpu.base import GpuSnapshot
 from gpuherd.ids import GpuName, TenantName
-from gpuherd.spec.model import Config, GpuSpec, GuardSpec
+from gpuherd.spec.model import Config, GpuSpec, GuardSpec, TenantSpec
 
 _HOUR = 3600.0
 _PROBE_TIMEOUT = 2.0
@@ -174,14 +174,8 @@ class Guarding:
         return GuardTenant(state=state, idle=idle, headroom=spec.headroom if spec else 0)
 
     def _idle(self, state: TenantState, held: dict[TenantName, Held], snap: GpuSnapshot) -> bool:
-        pids = set(held.get(state.name, NOTHING).pids)
-        utils = [p.utilization for p in snap.processes if p.pid in pids]
-        if utils and all(u is not None for u in utils):
-            return not any(utils)
-        spec = self.config.tenants.get(state.name)
-        if spec is None or spec.idle is None:
-            return False  # nobody can tell: never released as idle
-        return probe(spec.idle, timeout=_PROBE_TIMEOUT) is None
+        pids = held.get(state.name, NOTHING).pids
+        return is_idle(self.config.tenants.get(state.name), pids, snap)
 
     def _release(
         self,
@@ -218,6 +212,17 @@ class Guarding:
                 job_id=gid,
             )
         timers.flapping = bool(tenants)
+
+
+def is_idle(spec: TenantSpec | None, pids: tuple[int, ...], snap: GpuSnapshot) -> bool:
+    """No GPU work in flight: every process of it at 0 % where the driver reports per-process
+    utilization, else its `idle` probe passes; False when nobody can tell."""
+    utils = [p.utilization for p in snap.processes if p.pid in set(pids)]
+    if utils and all(u is not None for u in utils):
+        return not any(utils)
+    if spec is None or spec.idle is None:
+        return False
+    return probe(spec.idle, timeout=_PROBE_TIMEOUT) is None
 
 
 def _any_released(states: list[TenantState]) -> bool:
