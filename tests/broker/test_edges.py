@@ -109,3 +109,37 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path, sim_dir: Path) 
     assert result.returncode == 2
     assert "readable by others" in result.stderr
     assert f"chmod 600 {token}" in result.stderr
+
+
+def test_a_lost_or_truncated_journal_is_noticed(tmp_path: Path, sim_dir: Path) -> None:
+    """Before, a deleted or truncated WAL started the broker with an empty journal: tenants
+    released forever while status said "running"."""
+    from gpuherd.broker.continuity import JournalLost, check_mark, write_mark
+    from gpuherd.broker.journal import Journal
+
+    state = tmp_path / "state"
+    state.mkdir()
+    journal = Journal(state / "journal.db")
+    journal.record("test", "event 0")
+    journal._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the id and event 0 on disk
+    for i in range(1, 5):
+        journal.record("test", f"event {i}")  # these only in the WAL, for now
+    write_mark(state, journal)
+    # The main file as it is on disk while its last writes are still only in the WAL.
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "journal.db").write_bytes((state / "journal.db").read_bytes())
+    (truncated / "journal.mark").write_bytes((state / "journal.mark").read_bytes())
+    check_mark(state, journal)  # the real one is fine
+    journal.close()
+    lost = Journal(truncated / "journal.db")
+    with pytest.raises(JournalLost, match="write-ahead log was lost or truncated"):
+        check_mark(truncated, lost)
+    lost.close()
+    for path in state.glob("journal.db*"):
+        path.unlink()  # a wiped journal, the mark left beside it
+    result = serve(tmp_path, sim_dir, "--socket", str(tmp_path / "s.sock"))
+    assert result.returncode == 2
+    assert "is not the one this broker last wrote" in result.stderr
+    assert "--accept-journal-loss" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,9 +9,11 @@ fails is reported (an event, `status`, a metric) and retried with backoff, not i
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable
 
+from gpuherd.broker.continuity import write_mark
 from gpuherd.broker.engine import Engine
 from gpuherd.broker.views import EngineHealth
 
@@ -74,11 +76,17 @@ class Daemon:
             wait = self._step()
             self.ready.set()
             self.flush_log()
+            self._mark()
             if wait > self.poll_interval:
                 self.stopping.wait(wait)  # a failing step does not spin, even when woken
             else:
                 self._wake.wait(wait)
             self._wake.clear()
+
+    def _mark(self) -> None:
+        # A full disk must not stop the loop: the next step writes the mark again.
+        with contextlib.suppress(OSError, sqlite3.Error):
+            write_mark(self.engine.state_dir, self.engine.journal)
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
@@ -86,3 +94,4 @@ class Daemon:
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush_log()
+        self._mark()

@@ -397,6 +397,12 @@ class Journal:
 
     # --- events -------------------------------------------------------------------------------
 
+    def identity(self) -> tuple[str, int]:
+        """(this journal's id, the id of its last event)."""
+        row = self._read.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+        last = self._read.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        return (row[0] if row else ""), int(last)
+
     def event_counts(self) -> dict[str, int]:
         """Events by kind: counters that never go down (a retried restore still failed once)."""
         return dict(self._read.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind"))

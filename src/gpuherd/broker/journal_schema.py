@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 
 SCHEMA_VERSION = 2
 
@@ -48,6 +49,10 @@ CREATE INDEX IF NOT EXISTS releases_state ON releases(state);
 CREATE TABLE IF NOT EXISTS schedules (
     job TEXT PRIMARY KEY,
     last_due REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -100,6 +105,11 @@ def migrate(conn: sqlite3.Connection) -> int:
         for statement in _TABLES.split(";"):  # not executescript: it would COMMIT first
             if statement.strip():
                 conn.execute(statement)
+        # Who this journal is, so a replaced one is noticed (continuity.py).
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?)",
+            (uuid.uuid4().hex,),
+        )
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

@@ -128,6 +128,15 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
         str | None,
         typer.Option("--node", envvar="NODE_NAME", help="With --kubernetes: this node's name."),
     ] = None,
+    accept_journal_loss: Annotated[
+        bool,
+        typer.Option(
+            "--accept-journal-loss",
+            help="Start even though the journal is not the one this broker last wrote, or lost "
+            "its last writes (a deleted or truncated WAL). What was released then is unknown: "
+            "check every tenant by hand.",
+        ),
+    ] = False,
     proc_root: Annotated[
         Path | None,
         typer.Option("--proc-root", hidden=True, help="Read /proc under this directory."),
@@ -140,6 +149,7 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
     """Run the broker in the foreground: queue jobs, free VRAM for them, always restore."""
     from gpuherd.actuators.factory import unavailable_kinds
     from gpuherd.api.server import ListenError, claim_socket
+    from gpuherd.broker.continuity import JournalLost, check_mark
     from gpuherd.broker.daemon import Daemon
     from gpuherd.broker.engine import Engine
     from gpuherd.broker.journal import Journal, JournalError
@@ -177,8 +187,18 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
         fail(f"--state {state_dir}: {exc.strerror or exc}", code=Exit.USAGE)
     try:
         journal = Journal(state_dir / "journal.db")
+        check_mark(state_dir, journal)
+    except JournalLost as exc:
+        if not accept_journal_loss:
+            fail(
+                str(exc),
+                hint="restore the state dir from a backup, or start with --accept-journal-loss "
+                "and check every tenant by hand (gpuherd status)",
+                code=Exit.USAGE,
+            )
+        journal.record("journal_loss_accepted", str(exc))
     except (JournalError, sqlite3.Error, OSError) as exc:
-        fail(f"{state_dir / 'journal.db'}: {exc}")
+        fail(f"{state_dir / 'journal.db'}: {exc}", code=Exit.USAGE)
     engine = Engine(
         config=cfg,
         backend=open_backend_or_exit(backend, sim_dir),
