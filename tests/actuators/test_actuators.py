@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from gpuherd.actuators.base import ActContext, ActuatorError
+from gpuherd.actuators.checkpoint import CheckpointActuator
 from gpuherd.actuators.command import CommandActuator
-from gpuherd.actuators.factory import UnsupportedMethod, actuator_for
+from gpuherd.actuators.factory import actuator_for
 from gpuherd.actuators.signal import SignalActuator
 from gpuherd.gpu.sim import SimHost
 from gpuherd.spec import parse_config
@@ -96,5 +97,4 @@ def test_factory() -> None:
     methods = config.tenants["t"].preempt  # type: ignore[index]
     assert isinstance(actuator_for(methods[0]), CommandActuator)
     assert isinstance(actuator_for(methods[1]), SignalActuator)
-    with pytest.raises(UnsupportedMethod, match="checkpoint method is not available"):
-        actuator_for(methods[2])
+    assert isinstance(actuator_for(methods[2]), CheckpointActuator)
