@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -204,6 +205,12 @@ def test_a_transcode_gets_its_room_and_ollama_comes_back_after_it(
     scraped = generate_latest(registry).decode()
     assert "gpuherd_guard_flaps_total 1.0" in scraped
     assert 'gpuherd_guard_flapping{gpu="gpu0",tenants="ollama"} 1.0' in scraped
+    # A request loads the model again while the guard holds Ollama released (the transcode
+    # is over): the release is over, and status says so at once.
+    httpx.post(f"{url}/api/generate", json={"model": "llama3"}, timeout=10).raise_for_status()
+    engine.step()
+    assert engine.journal.releases(open_only=True) == []
+    assert {t.name: t.state for t in views.tenants()}["ollama"] == "running"
 
 
 def test_a_busy_ollama_is_kept_while_an_idle_whisper_is_released(

@@ -133,6 +133,16 @@ class Guarding:
         tenants = [self._tenant(s, idle=self._idle(s, held, snap)) for s in mine] if due else cheap
         gid = guard_job_id(gpu.name)
         open_rows = self.journal.releases(job_id=gid, open_only=True) if _any_released(mine) else []
+        back = [r for r in open_rows if held.get(r.tenant, NOTHING).bytes > 0]
+        if back:
+            # Back by itself (Ollama loads a model on the next request), or a crash hit between
+            # the intent and the release: it runs, so its release is over. The keeper trusts
+            # the hardware here and only records it.
+            for row in back:
+                why = "holds memory again: released no longer"
+                self.journal.record("guard_restore", why, job_id=gid, tenant=row.tenant)
+                self.keeper.restore(row)
+            return True
         out = decide(room, tenants, [_released(r) for r in open_rows], now)
         timers.low_since, timers.room_since, timers.room_for = (
             out.low_since,
