@@ -188,6 +188,10 @@ class GpuSpec(SpecModel):
     def _reserve_fits(self) -> GpuSpec:
         if self.memory is not None and self.reserve >= self.memory:
             raise ValueError("reserve must be smaller than memory")
+        guard, memory = self.guard, self.memory
+        if guard is not None and memory is not None and guard.min_free >= memory - self.reserve:
+            # The guard would release every idle tenant and still never be satisfied.
+            raise ValueError("guard.min_free must be smaller than memory - reserve")
         return self
 
     @property
