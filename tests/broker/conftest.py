@@ -10,10 +10,24 @@ from pathlib import Path
 import pytest
 
 from gpuherd.broker.engine import Engine
+from gpuherd.broker.journal import Journal
 from gpuherd.broker.states import JobState
 from gpuherd.broker.submission import Submission
+from gpuherd.gpu.sim import SimBackend
 from gpuherd.ids import JobId, JobName
+from gpuherd.spec import parse_config
 from tests.conftest import gpuherd_argv
+
+
+def engine_for(text: str, sim_dir: Path, state: Path) -> Engine:
+    """An engine on the simulated GPU for the config `text`, its journal in `state`."""
+    return Engine(
+        config=parse_config(text, source="gpuherd.yaml"),
+        backend=SimBackend(sim_dir),
+        journal=Journal(state / "journal.db"),
+        state_dir=state,
+        poll=0.05,
+    )
 
 
 def submit(engine: Engine, name: str) -> JobId:

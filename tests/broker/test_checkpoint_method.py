@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpuherd.broker.engine import Engine
-from gpuherd.broker.journal import Journal
-from gpuherd.gpu.sim import SimBackend, SimHost
-from gpuherd.spec import parse_config
-from tests.broker.conftest import run_until_idle, submit
+from gpuherd.gpu.sim import SimHost
+from tests.broker.conftest import engine_for, run_until_idle, submit
 from tests.conftest import GIB, HolderFactory, gpuherd_argv
 
 
@@ -34,13 +31,7 @@ jobs:
   render: {{gpu: gpu0, vram: 10GiB, priority: 50, timeout: 60s, command: {job!r}}}
 """
     state = tmp_path / "state"
-    engine = Engine(
-        config=parse_config(text, source="gpuherd.yaml"),
-        backend=SimBackend(sim_dir),
-        journal=Journal(state / "journal.db"),
-        state_dir=state,
-        poll=0.05,
-    )
+    engine = engine_for(text, sim_dir, state)
     job_id = submit(engine, "render")
     run_until_idle(engine, timeout=60)
     row = engine.journal.job(job_id)

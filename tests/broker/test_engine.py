@@ -7,13 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from gpuherd.broker.engine import Engine
-from gpuherd.broker.journal import Journal
 from gpuherd.broker.states import JobState
-from gpuherd.gpu.sim import SimBackend, SimHost
+from gpuherd.gpu.sim import SimHost
 from gpuherd.ids import TenantName
-from gpuherd.spec import parse_config
-from tests.broker.conftest import run_until_idle, seed_config, submit
+from tests.broker.conftest import engine_for, run_until_idle, seed_config, submit
 from tests.conftest import GIB, HolderFactory, wait_for
 
 
@@ -25,17 +22,6 @@ def used(sim_dir: Path) -> int:
 def config_text(sim_dir: Path, ollama_url: str, extra_job: str = "") -> str:
     success = "    success: [{exit_code: 0}, {not_on_cpu: 30s}]\n"
     return seed_config(sim_dir, ollama_url, render_extra=success, extra_job=extra_job)
-
-
-def engine_for(text: str, sim_dir: Path, state: Path) -> Engine:
-    config = parse_config(text, source="gpuherd.yaml")
-    return Engine(
-        config=config,
-        backend=SimBackend(sim_dir),
-        journal=Journal(state / "journal.db"),
-        state_dir=state,
-        poll=0.05,
-    )
 
 
 def test_render_releases_ollama_runs_and_restores(

@@ -13,13 +13,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from gpuherd.broker.daemon import Daemon
 from gpuherd.broker.engine import Engine
-from gpuherd.broker.journal import Journal
 from gpuherd.broker.metrics import BrokerCollector
 from gpuherd.broker.service import Broker
 from gpuherd.broker.states import JobState
-from gpuherd.gpu.sim import SimBackend
 from gpuherd.ids import TenantName
-from gpuherd.spec import parse_config
+from tests.broker.conftest import engine_for as engine_from_text
 from tests.broker.conftest import submit
 from tests.conftest import GIB, HolderFactory, gpuherd_argv, wait_for
 
@@ -60,14 +58,7 @@ tenants:
 jobs:
   render: {{gpu: gpu0, vram: 8GiB, priority: 50, timeout: 60s, command: {job!r}}}
 """
-    state = tmp_path / "state"
-    return Engine(
-        config=parse_config(text, source="gpuherd.yaml"),
-        backend=SimBackend(sim_dir),
-        journal=Journal(state / "journal.db"),
-        state_dir=state,
-        poll=0.05,
-    )
+    return engine_from_text(text, sim_dir, tmp_path / "state")
 
 
 def step_until(engine: Engine, done: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -202,13 +193,7 @@ jobs:
   render: {{gpu: gpu0, vram: 8GiB, priority: 50, timeout: 60s, command: {job!r}}}
 """
     state = tmp_path / "state"
-    engine = Engine(
-        config=parse_config(text, source="gpuherd.yaml"),
-        backend=SimBackend(sim_dir),
-        journal=Journal(state / "journal.db"),
-        state_dir=state,
-        poll=0.05,
-    )
+    engine = engine_from_text(text, sim_dir, state)
     # Whisper is down from an earlier job whose restore failed (its room was taken then).
     earlier = submit(engine, "render")
     engine.journal.set_job_state(earlier, JobState.RELEASING)
