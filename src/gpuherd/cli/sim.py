@@ -181,6 +181,29 @@ class AppKind(StrEnum):
     llamacpp = "llamacpp"
 
 
+@app.command()
+def util(
+    pid: Annotated[int, typer.Argument(help="A process holding simulated VRAM.")],
+    percent: Annotated[
+        int, typer.Argument(min=0, max=100, help="GPU utilization % it reports from now on.")
+    ],
+    gpu: Annotated[int, typer.Option("--gpu", help="Simulated GPU index.")] = 0,
+    sim_dir: SimDirOpt = None,
+) -> None:
+    """Make a simulated process busy (a server taking a request) or idle (0): what NVML's
+    per-process utilization would show. The broker's headroom guard never releases a busy one."""
+    from gpuherd.gpu.sim import SimError
+
+    host = _host(sim_dir)
+    try:
+        host.set_util(pid=pid, gpu=gpu, util=percent)
+    except SimError as exc:
+        fail(str(exc), hint="gpuherd gpus --backend sim lists the processes holding memory")
+    finally:
+        host.close()
+    stdout.print(f"process {pid} on GPU {gpu}: {percent}% utilization", markup=False)
+
+
 @app.command(name="app")
 def sim_app(
     kind: Annotated[AppKind, typer.Argument(help="Which application to imitate.")],
