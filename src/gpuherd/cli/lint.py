@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, BinaryIO, cast
 
 import typer
 
@@ -41,6 +41,17 @@ def _rule_set(text: str | None, known: set[str], flag: str) -> set[str] | None:
     if unknown:
         fail(f"{flag}: unknown rule(s) {', '.join(unknown)}", hint="see gpuherd lint --list-rules")
     return rules
+
+
+MAX_INPUT = 16 << 20  # bytes: no configuration file is near this
+
+
+def _bounded(stream: BinaryIO, name: str) -> str:
+    """At most MAX_INPUT bytes as text (undecodable bytes replaced, never a crash)."""
+    data = stream.read(MAX_INPUT + 1)
+    if len(data) > MAX_INPUT:
+        fail(f"{name}: over {MAX_INPUT >> 20} MiB; not a configuration file", code=Exit.USAGE)
+    return data.decode("utf-8", errors="replace")
 
 
 def _overrides(values: list[str], known: set[str]) -> dict[str, str]:
@@ -173,13 +184,16 @@ def lint(
     sources: list[tuple[str, str]] = []
     files = [p for p in paths if str(p) != "-"]
     if len(files) != len(paths):
-        sources.append(("<stdin>", sys.stdin.read()))
+        sources.append(("<stdin>", _bounded(sys.stdin.buffer, "<stdin>")))
     missing = [str(p) for p in files if not p.exists()]
     if missing:
         fail(f"no such file or directory: {', '.join(missing)}")
     for path in discover(files):
+        if not path.is_file():  # a FIFO would block, /dev/zero never ends
+            fail(f"{path}: not a regular file", code=Exit.USAGE)
         try:
-            sources.append((str(path), path.read_text(errors="replace")))
+            with path.open("rb") as f:
+                sources.append((str(path), _bounded(f, str(path))))
         except OSError as exc:
             fail(f"{path}: cannot read: {exc.strerror}")
     config_path = config or (find_config(files[0]) if files else find_config(Path.cwd()))

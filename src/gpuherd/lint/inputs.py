@@ -225,7 +225,10 @@ def _sniff(source: str, text: str, ctx: LintContext) -> Finding | None:
 
 def load(source: str, text: str, ctx: LintContext) -> Finding | None:
     """Add one input's objects to the context; a parse error comes back as a finding."""
-    for kind in INPUT_KINDS:
-        if kind.recognise(source, text):
-            return kind.parse(source, text, ctx)
-    return _sniff(source, text, ctx)
+    try:
+        for kind in INPUT_KINDS:
+            if kind.recognise(source, text):
+                return kind.parse(source, text, ctx)
+        return _sniff(source, text, ctx)
+    except RecursionError:  # 50,000 nested arrays: a hostile or broken file, not a crash
+        return _parse_error(source, Pos(1, 1), "nested too deeply to read")
