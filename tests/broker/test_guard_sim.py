@@ -289,3 +289,49 @@ def engine_views(engine: Engine):  # type: ignore[no-untyped-def]
         published=lambda: engine.published,
         health=EngineHealth,
     )
+
+
+def test_a_crash_between_the_intent_and_the_release_is_finished_after_restart(
+    sim_dir: Path, holder: HolderFactory, ollama_app: tuple[str, int], tmp_path: Path
+) -> None:
+    url, _pid = ollama_app
+    holder("--vram", "1GiB", "--name", "plex")
+    holder("--vram", "3GiB", "--name", "whisper")
+    cfg = tmp_path / "gpuherd.yaml"
+    cfg.write_text(guard_config(sim_dir, url, poll="0.1s"))
+    state, sock = tmp_path / "state", tmp_path / "gpuherd.sock"
+    state.mkdir(mode=0o700)
+    grown = transcode(sim_dir, tmp_path, 9 * GIB // 2)
+    first = serve(cfg, sim_dir, state, sock, crash="after_intent")
+    second: subprocess.Popen[str] | None = None
+    try:
+        assert first.wait(timeout=60) == -9  # died with the intent journaled, nothing done
+        assert held(sim_dir).get("ollama") == 4 * GIB
+        second = serve(cfg, sim_dir, state, sock, crash=None)
+        # The half-done release is closed (ollama still holds its model), then the pressure,
+        # still there, releases it for real.
+        deadline = time.monotonic() + 30
+        while held(sim_dir).get("ollama", 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert held(sim_dir).get("ollama", 0) == 0
+        journal = Journal(state / "journal.db")
+        first_row, second_row = journal.releases()
+        assert (first_row.state, second_row.state) == (
+            ReleaseState.RESTORED,
+            ReleaseState.RELEASED,
+        )
+        journal.close()
+        grown.send_signal(signal.SIGTERM)
+        grown.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while held(sim_dir).get("ollama", 0) != 4 * GIB and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert held(sim_dir).get("ollama") == 4 * GIB
+    finally:
+        for proc in (first, second, grown):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=20)
+            for stream in (proc.stdout, proc.stderr) if proc is not None else ():
+                if stream is not None:
+                    stream.close()
