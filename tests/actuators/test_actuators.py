@@ -14,6 +14,7 @@ from gpuherd.actuators.checkpoint import CheckpointActuator
 from gpuherd.actuators.command import CommandActuator
 from gpuherd.actuators.factory import actuator_for
 from gpuherd.actuators.signal import SignalActuator
+from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.gpu.sim import SimHost
 from gpuherd.spec import parse_config
 from tests.conftest import GIB, HolderFactory, gpuherd_argv, wait_for
@@ -65,6 +66,32 @@ def test_a_process_ignoring_term_is_killed_after_grace(tmp_path: Path) -> None:
     assert detail["killed"] == [stubborn.pid]
     assert stubborn.wait(timeout=5) == -9
     assert time.monotonic() - started < 5
+
+
+def test_a_pid_that_changed_hands_is_never_signalled(tmp_path: Path) -> None:
+    """The tenant's process was attributed with one start time; the pid now belongs to a
+    process that started at another (a stranger that reused it). Before, the method read the
+    start time at signal time and killed the stranger."""
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ticks = start_ticks(stranger.pid)
+        assert ticks is not None
+        attributed: dict[int, int | None] = {stranger.pid: ticks - 1}  # its previous owner
+        detail = SignalActuator("TERM", grace=0.5).release(
+            ActContext(tenant="t", pids=(stranger.pid,), log_dir=tmp_path, identities=attributed)
+        )
+        assert detail["signalled"] == []
+        time.sleep(0.3)
+        assert stranger.poll() is None  # alive
+        # A pid the keeper no longer attributes to the tenant is not a target either.
+        detail = SignalActuator("TERM", grace=0.5).release(
+            ActContext(tenant="t", pids=(stranger.pid,), log_dir=tmp_path, identities={})
+        )
+        assert detail["signalled"] == []
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait(timeout=10)
 
 
 def test_signal_without_start_cannot_restore(tmp_path: Path) -> None:

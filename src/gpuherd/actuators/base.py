@@ -22,6 +22,10 @@ class ActContext:
     log_dir: Path  # where started processes write their output
     timeout: float = 60.0
     env: dict[str, str] = field(default_factory=dict)
+    # pid -> start ticks, taken when the tenant's processes were last attributed: a process
+    # whose start time differs now is a stranger that reused the pid, never to be signalled.
+    # None: not known, the actuator reads them itself.
+    identities: dict[int, int | None] | None = None
     backend: GpuBackend | None = None  # the GPUs, for methods that act on device memory
     state_dir: Path | None = None  # where methods keep what an operator may need by hand
 

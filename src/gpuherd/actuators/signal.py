@@ -30,11 +30,15 @@ class SignalActuator:
         self._start = start
 
     def release(self, ctx: ActContext) -> dict[str, Any]:
-        # Remember each process's start time: a pid reused meanwhile must not be killed.
-        targets = {pid: start_ticks(pid) for pid in ctx.pids}
+        # Each process's start time as attributed: a pid reused meanwhile must not be killed.
+        known = ctx.identities
+        if known is None:
+            targets = {pid: start_ticks(pid) for pid in ctx.pids}
+        else:  # only what was attributed to the tenant a moment ago
+            targets = {pid: known[pid] for pid in ctx.pids if pid in known}
         signalled = []
         for pid, ticks in targets.items():
-            if ticks is None:
+            if ticks is None or start_ticks(pid) != ticks:  # gone, or someone else now
                 continue
             try:
                 os.kill(pid, self._signal)

@@ -63,8 +63,10 @@ class Keeper:
         pids: tuple[int, ...],
         timeout: float,
         env: dict[str, str] | None = None,
+        identities: dict[int, int | None] | None = None,
     ) -> ActContext:
         return ActContext(
+            identities=identities,
             tenant=tenant,
             pids=pids,
             log_dir=self.log_dir,
@@ -73,6 +75,17 @@ class Keeper:
             backend=self.backend,
             state_dir=self.log_dir.parent,
         )
+
+    def _identities(
+        self, tenant: TenantName, spec: TenantSpec, held: Held
+    ) -> dict[int, int | None]:
+        """The tenant's processes as they are now: attributed again (its `match` re-checked),
+        each with its start time, so an actuator never signals a pid that changed hands."""
+        config = self.config
+        if config.tenants.get(tenant) != spec:
+            config = config.model_copy(update={"tenants": {**config.tenants, tenant: spec}})
+        now = held_by_tenant(self.backend.snapshot(), config).get(tenant, NOTHING)
+        return {pid: start_ticks(pid) for pid in held.pids if pid in now.pids}
 
     # --- release ------------------------------------------------------------------------------
 
@@ -93,7 +106,11 @@ class Keeper:
             crash_point("after_intent")
             # The kubernetes method names the job in its annotations.
             ctx = self._context(
-                tenant, held.pids, spec.release_timeout, env={"GPUHERD_RELEASE_FOR": job_id}
+                tenant,
+                held.pids,
+                spec.release_timeout,
+                env={"GPUHERD_RELEASE_FOR": job_id},
+                identities=self._identities(tenant, spec, held),
             )
             try:
                 detail: dict[str, Any] | None = actuator.release(ctx)
