@@ -24,15 +24,16 @@ class FlakyBackend:
 
     name = "sim"
 
-    def __init__(self, sim_dir: Path) -> None:
+    def __init__(self, sim_dir: Path, error: Exception | None = None) -> None:
         self._sim = SimBackend(sim_dir)
         self.broken = True
         self.reads = 0
+        self.error = error or RuntimeError("NVML_ERROR_GPU_IS_LOST")
 
     def snapshot(self) -> GpuSnapshot:
         self.reads += 1
         if self.broken:
-            raise RuntimeError("NVML_ERROR_GPU_IS_LOST")
+            raise self.error
         return self._sim.snapshot()
 
     def close(self) -> None:
@@ -71,3 +72,30 @@ def test_a_failing_step_backs_off_and_shows_in_status_and_metrics(
     finally:
         daemon.stop()
         engine.journal.close()
+
+
+def test_a_fault_the_engine_cannot_contain_ends_it_a_full_disk_does_not(
+    sim_dir: Path, tmp_path: Path
+) -> None:
+    config = parse_config("version: 1\ngpus: [{name: gpu0, index: 0}]\n", source="g.yaml")
+    given_up: list[str] = []
+    for error, gives_up in ((RuntimeError("a bug"), True), (OSError(28, "No space left"), False)):
+        backend = FlakyBackend(sim_dir, error=error)
+        engine = Engine(
+            config=config,
+            backend=backend,
+            journal=Journal(tmp_path / f"{gives_up}.db"),
+            state_dir=tmp_path,
+        )
+        daemon = Daemon(engine, poll_interval=0.001)  # backoff from 2 ms: the test is quick
+        daemon.on_fatal = given_up.append
+        daemon.start()
+        try:
+            # Past GIVE_UP_AFTER failures in a row: one kind has given up, the other not.
+            wait_for(lambda d=daemon, b=backend: d.fatal is not None or b.reads > 14, timeout=60)  # type: ignore[misc]
+            seen = backend.reads
+        finally:
+            daemon.stop()
+            engine.journal.close()
+        assert (daemon.fatal is not None) == gives_up, seen
+    assert given_up == ["RuntimeError: a bug"]

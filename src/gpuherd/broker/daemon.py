@@ -18,6 +18,14 @@ from gpuherd.broker.engine import Engine
 from gpuherd.broker.views import EngineHealth
 
 _MAX_BACKOFF = 60.0
+GIVE_UP_AFTER = 12  # failed steps in a row (about 8 minutes of backoff) before the process ends
+
+
+def _recoverable(exc: Exception) -> bool:
+    """A full disk or a busy database comes back by itself: wait for it, whatever it takes,
+    keeping every restore obligation. Anything else that fails step after step is a fault the
+    engine cannot contain."""
+    return isinstance(exc, sqlite3.OperationalError | OSError)
 
 
 class Daemon:
@@ -33,6 +41,10 @@ class Daemon:
         self.health = EngineHealth()
         self._streak = 0  # steps failed in a row
         self._thread: threading.Thread | None = None
+        self.fatal: str | None = None  # why the loop gave up
+        # Called once from the loop when it gives up: the service stops the process with a
+        # non-zero exit, so its manager restarts it (never a live API over a dead engine).
+        self.on_fatal: Callable[[str], None] | None = None
 
     def start(self) -> None:
         self.engine.replay()
@@ -59,6 +71,8 @@ class Daemon:
             self.engine.step()
         except Exception as exc:
             self._streak += 1
+            if self._streak >= GIVE_UP_AFTER and not _recoverable(exc):
+                self.fatal = f"{type(exc).__name__}: {exc}"
             backoff = min(_MAX_BACKOFF, self.poll_interval * 2 ** min(self._streak, 10))
             message = f"{type(exc).__name__}: {exc}"
             self.health = EngineHealth(False, message, self.health.errors_total + 1, backoff)
@@ -74,6 +88,12 @@ class Daemon:
     def _loop(self) -> None:
         while not self.stopping.is_set():
             wait = self._step()
+            if self.fatal is not None:
+                with contextlib.suppress(Exception):
+                    self.engine.journal.record("engine_stopped", self.fatal)
+                if self.on_fatal is not None:
+                    self.on_fatal(self.fatal)
+                return
             self.ready.set()
             self.flush_log()
             self._mark()

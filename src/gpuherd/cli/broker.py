@@ -223,6 +223,7 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
     server, web = _servers(
         broker, sock=None if listen else sock, listen=listen, http=http, token=token, gid=gid
     )
+    daemon.on_fatal = lambda _why: server.request_stop()
     daemon.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.request_stop())
@@ -254,7 +255,10 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
         if kube is not None:
             kube.close()
         journal.close()
-        print(json.dumps({"event": "stopped"}), flush=True)
+        stopped = {"event": "stopped"} | ({"error": daemon.fatal} if daemon.fatal else {})
+        print(json.dumps(stopped), flush=True)
+    if daemon.fatal is not None:
+        fail(f"the engine stopped: {daemon.fatal}", code=Exit.FAILED)
 
 
 def _servers(
