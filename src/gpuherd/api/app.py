@@ -50,15 +50,27 @@ def _check_cancel(broker: Broker, job_id: str, peer: int | None) -> None:
 MAX_BODY = 1 << 20  # bytes
 
 
-async def _limit_body(request: Request, call_next: Any) -> Any:
-    # A submission is a few hundred bytes; a 200 MiB body must not grow the broker for good.
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-        return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
-    if length is None and request.headers.get("transfer-encoding"):
-        detail = "a request body needs a Content-Length"
-        return JSONResponse({"detail": detail}, status_code=411)
-    return await call_next(request)
+class _BodyLimit:
+    """A submission is a few hundred bytes; a 200 MiB body must not grow the broker for good.
+    Plain ASGI, not an HTTP middleware: it sits in front of every request, hot path included."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            refusal = None
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+                refusal = (413, f"request body over {MAX_BODY} bytes")
+            elif length is None and b"transfer-encoding" in headers:
+                refusal = (411, "a request body needs a Content-Length")
+            if refusal is not None:
+                response = JSONResponse({"detail": refusal[1]}, status_code=refusal[0])
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(broker: Broker, *, token: str | None = None, static: bool = False) -> FastAPI:
@@ -68,7 +80,7 @@ def create_app(broker: Broker, *, token: str | None = None, static: bool = False
     registry.register(OpsCollector(broker))
     views = broker.views
 
-    app.middleware("http")(_limit_body)
+    app.add_middleware(_BodyLimit)
 
     if token is not None:
 
