@@ -31,8 +31,22 @@ class KubernetesActuator:
     def release(self, ctx: ActContext) -> dict[str, Any]:
         s = self._session()
         job = ctx.env.get("GPUHERD_RELEASE_FOR", "unknown")
+        workload = s.workload(self.ref.kind, self.ref.namespace, self.ref.name)
+        here = None
+        if workload is not None and s.pods.synced.is_set():
+            # From the watches: no request between the decision and the scale but the writes.
+            want = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            here = [
+                p
+                for p in s.pods.items()
+                if p["metadata"].get("namespace") == self.ref.namespace
+                and not p["metadata"].get("deletionTimestamp")
+                and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in want.items())
+            ]
         try:
-            done = scaling.release(s.client, self.ref, node=s.node, job=job)
+            done = scaling.release(
+                s.client, self.ref, node=s.node, job=job, workload=workload, here=here
+            )
         except (scaling.Refused, KubeError) as exc:
             raise ActuatorError(str(exc)) from None
         return {
@@ -52,6 +66,11 @@ class KubernetesActuator:
                 replicas=detail.get("replicas"),
                 keda=str(keda) if keda else None,
                 timeout=ctx.timeout,
+                read=(
+                    (lambda: s.workload(self.ref.kind, self.ref.namespace, self.ref.name))
+                    if self.ref.kind in s.workloads
+                    else None
+                ),
             )
         except KubeError as exc:
             raise ActuatorError(str(exc)) from None

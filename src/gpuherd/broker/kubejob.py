@@ -22,7 +22,7 @@ from gpuherd.gpu.attribution import read_origin
 from gpuherd.ids import JobId
 from gpuherd.k8s.annotations import JOB_ID
 from gpuherd.k8s.client import KubeError, NotFound
-from gpuherd.k8s.leases import acquire, lease_name
+from gpuherd.k8s.leases import holds, lease_name
 from gpuherd.k8s.session import Session, current
 from gpuherd.spec.model import GpuSpec, JobSpec
 
@@ -61,10 +61,20 @@ class KubeJobLauncher:
     ) -> Handle:
         namespace, _, name = job.env[KUBE_JOB].partition("/")
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        current = next(
+            (
+                j
+                for j in self.jobs.items()
+                if j["metadata"]["name"] == name and j["metadata"]["namespace"] == namespace
+            ),
+            None,
+        )
         try:
-            current = self.s.client.get_job(namespace, name)
-            lease = lease_name("job", current["metadata"]["uid"])
-            if not acquire(self.s.client, namespace, lease, self.s.node, seconds=60):
+            if current is None:
+                current = self.s.client.get_job(namespace, name)
+            if not holds(
+                self.s.client, namespace, lease_name("job", current["metadata"]["uid"]), self.s.node
+            ):
                 raise LaunchError(f"job/{namespace}/{name}: another node's broker admitted it")
             selector = dict(
                 (((current.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
@@ -73,16 +83,15 @@ class KubeJobLauncher:
                 or {}
             )
             selector[_HOSTNAME] = self.s.node
-            # Pinned first, unsuspended second: a Job must never start on another node.
+            # Pinned and unsuspended in one update: it can never start on another node.
             self.s.client.patch_job(
                 namespace,
                 name,
                 {
                     "metadata": {"annotations": {JOB_ID: job_id}},
-                    "spec": {"template": {"spec": {"nodeSelector": selector}}},
+                    "spec": {"suspend": False, "template": {"spec": {"nodeSelector": selector}}},
                 },
             )
-            self.s.client.patch_job(namespace, name, {"spec": {"suspend": False}})
         except KubeError as exc:
             raise LaunchError(f"job/{namespace}/{name}: {exc.message}") from None
         return Handle.of(

@@ -1,8 +1,8 @@
 """The broker's Kubernetes mode: what it adds to the engine, in a thread of its own.
 
 - Tenants: Deployments and StatefulSets annotated `gpuherd.io/vram`/`priority` with pods on
-  this node (or released by it) become tenants beside the config's. Workloads are listed again
-  only when this node's pods change: idle, the mode makes no API request at all.
+  this node (or released by it) become tenants beside the config's, read from their watches:
+  idle, the mode makes no API request at all.
 - Admission: a suspended, never-started Job labelled `gpuherd.io/queue` whose node selector
   and affinity admit this node is taken under a Lease (one per Job: of two brokers, one wins),
   checked (its volumes must be reachable from this node) and queued in the journal like any
@@ -84,8 +84,8 @@ class KubeMode:
         self.node_labels = dict(
             self.session.client.get_node(self.node)["metadata"].get("labels") or {}
         )
-        self.session.pods.synced.wait(30)
-        self.jobs.synced.wait(30)
+        for cache in (self.session.pods, self.jobs, *self.session.workloads.values()):
+            cache.synced.wait(30)
         self.sync_tenants()
         self.restore_orphans()
         self._thread = threading.Thread(target=self._run, name="gpuherd-kube", daemon=True)
@@ -124,7 +124,9 @@ class KubeMode:
         tenants = dict(self.base_tenants)
         skipped: list[str] = []
         for kind in ("Deployment", "StatefulSet"):
-            for w in self.session.client.list_workloads(kind):
+            cache = self.session.workloads.get(kind)
+            found = cache.items() if cache else self.session.client.list_workloads(kind)
+            for w in found:
                 if not notes.is_tenant(w) or not self._on_this_node(w, here):
                     continue
                 spec = notes.tenant_spec(w, kind, self.gpu, skipped)
@@ -219,7 +221,7 @@ class KubeMode:
             row = self.journal.job(job_id)
             name = leases.lease_name("job", uid)
             if row is None or row.state.final:
-                leases.release(self.session.client, namespace, name, self.node)
+                leases.release(self.session.client, namespace, name)
                 del self.held[uid]
                 self.done.add(uid)
             elif renew and row.state is JobState.QUEUED:

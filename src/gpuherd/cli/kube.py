@@ -36,6 +36,8 @@ class Opened:
 
         self.mode = KubeMode(self.session, self.jobs, self.config, journal, wake=daemon.wake)
         self.session.pods.on_change = self.mode.pods_changed
+        for cache in self.session.workloads.values():
+            cache.on_change = self.mode.pods_changed  # tenants are read again
         self.jobs.on_change = self.mode.jobs_changed
         self.mode.start()
 
@@ -46,8 +48,8 @@ class Opened:
 
         if self.mode is not None:
             self.mode.stop()
-        self.session.pods.stop()
-        self.jobs.stop()
+        for cache in (self.session.pods, self.jobs, *self.session.workloads.values()):
+            cache.stop()
         session.use(None)
         use_defaults(root=ROOT, pods=None)
 
@@ -115,10 +117,14 @@ def open_mode(
     seconds = int(os.environ.get("GPUHERD_WATCH_SECONDS", "300"))
     pods = PodCache(client, node, watch_seconds=seconds)
     jobs = Cache(client, "jobs", labels=QUEUE_LABEL, watch_seconds=seconds)
-    s = session.Session(client, node, pods, proc_root or ROOT, jobs=jobs)
+    workloads = {
+        kind: Cache(client, resource, watch_seconds=seconds)
+        for kind, resource in (("Deployment", "deployments"), ("StatefulSet", "statefulsets"))
+    }
+    s = session.Session(client, node, pods, proc_root or ROOT, jobs=jobs, workloads=workloads)
     session.use(s)
     use_defaults(root=s.proc_root, pods=pods.infos)
-    pods.start()
-    jobs.start()
+    for cache in (pods, jobs, *workloads.values()):
+        cache.start()
     launcher = LAUNCHERS["kubernetes"](None)
     return Opened(config=cfg, launcher=launcher, session=s, jobs=jobs)

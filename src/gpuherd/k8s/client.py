@@ -100,7 +100,7 @@ class KubeClient:
         self.coordination = k8s.CoordinationV1Api(api_client)
         self.autoscaling = k8s.AutoscalingV2Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self.requests = 0
         self.conflicts = 0  # 409s met by `scale` and retried
 
@@ -122,7 +122,7 @@ class KubeClient:
 
     # --- the call path ---------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
-        with self._lock:
+        with self.lock:
             self.requests += 1
         try:
             resp = fn(*args, _preload_content=False, **kwargs)
@@ -188,7 +188,7 @@ class KubeClient:
             try:
                 self.write_scale(ref, replicas, version)
             except Conflict:
-                with self._lock:
+                with self.lock:
                     self.conflicts += 1
                 continue
             return before
@@ -207,7 +207,8 @@ class KubeClient:
     def list_objects(
         self, resource: str, *, node: str | None = None, labels: str | None = None
     ) -> Obj:
-        """All namespaces' pods or jobs (a list with its `metadata.resourceVersion`)."""
+        """All namespaces' pods, jobs, deployments or statefulsets (a list with its
+        `metadata.resourceVersion`)."""
         kwargs = _selectors(node, labels)
         return self._call(self._all_namespaces(resource), **kwargs)
 
@@ -216,6 +217,10 @@ class KubeClient:
             return self.core.list_pod_for_all_namespaces
         if resource == "jobs":
             return self.batch.list_job_for_all_namespaces
+        if resource == "deployments":
+            return self.apps.list_deployment_for_all_namespaces
+        if resource == "statefulsets":
+            return self.apps.list_stateful_set_for_all_namespaces
         raise ValueError(f"no watch for {resource}")
 
     def watch(
@@ -230,7 +235,7 @@ class KubeClient:
         """Watch events from `resource_version` with bookmarks, as raw `{type, object}` dicts.
         Raises Gone when the version expired, on the request or as an ERROR event inside the
         stream (a real server does both)."""
-        with self._lock:
+        with self.lock:
             self.requests += 1
         try:
             resp: Any = self._all_namespaces(resource)(
@@ -278,7 +283,7 @@ class KubeClient:
         )
 
     def pod_log(self, namespace: str, name: str) -> str:
-        with self._lock:
+        with self.lock:
             self.requests += 1
         try:
             log: Any = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False)

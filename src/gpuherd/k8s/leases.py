@@ -83,12 +83,15 @@ def acquire(client: KubeClient, namespace: str, name: str, me: str, *, seconds: 
     return True
 
 
-def release(client: KubeClient, namespace: str, name: str, me: str) -> None:
-    """Give it up if it is ours."""
+def holds(client: KubeClient, namespace: str, name: str, me: str) -> bool:
+    """Whether it is still ours: expired but untaken counts, nobody else acted on it."""
     try:
-        current = client.get_lease(namespace, name)
+        return holder(client.get_lease(namespace, name))[0] == me
     except NotFound:
-        return
-    if holder(current)[0] == me:
-        with contextlib.suppress(NotFound):
-            client.delete_lease(namespace, name)
+        return False
+
+
+def release(client: KubeClient, namespace: str, name: str) -> None:
+    """Drop a lease of ours whose work is done (its Job no longer waits for anyone)."""
+    with contextlib.suppress(NotFound):
+        client.delete_lease(namespace, name)

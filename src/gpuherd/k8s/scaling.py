@@ -16,11 +16,13 @@ pods go (it removes the highest ordinals), so one with pods elsewhere is refused
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gpuherd.k8s.client import KubeClient, KubeError, Ref
+from gpuherd.k8s.client import Conflict, KubeClient, KubeError, Ref
 from gpuherd.k8s.session import RELEASED_AT, RELEASED_BY, RESTORE_REPLICAS
 
 Obj = dict[str, Any]
@@ -51,19 +53,43 @@ def _targets(obj: Obj, ref: Ref) -> bool:
 
 
 def owners(client: KubeClient, ref: Ref) -> tuple[str | None, str | None]:
-    """(an HPA that owns its replicas, a KEDA ScaledObject that does): at most one matters."""
-    scaled = next((o for o in client.list_scaled_objects(ref.namespace) if _targets(o, ref)), None)
+    """(an HPA that owns its replicas, a KEDA ScaledObject that does): at most one matters.
+    Both lists are asked for at once: they are on the path from a Job's arrival to the scale."""
+    with ThreadPoolExecutor(2) as pool:
+        scaled_objects = pool.submit(client.list_scaled_objects, ref.namespace)
+        hpas = pool.submit(client.list_hpas, ref.namespace)
+        scaled = next((o for o in scaled_objects.result() if _targets(o, ref)), None)
+        autoscalers = hpas.result()
     if scaled is not None:
         return None, str(scaled["metadata"]["name"])
-    for hpa in client.list_hpas(ref.namespace):
+    for hpa in autoscalers:
         managed = (hpa["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by")
         if _targets(hpa, ref) and managed != _KEDA_HPA:
             return str(hpa["metadata"]["name"]), None
     return None, None
 
 
-def release(client: KubeClient, ref: Ref, *, node: str, job: str) -> Released:
-    workload = client.get_workload(ref)
+def _pods(client: KubeClient, ref: Ref, workload: Obj, node: str) -> tuple[list[Obj], int]:
+    """Its live pods on `node`, and how many it has elsewhere."""
+    pods = client.list_pods(namespace=ref.namespace, labels=selector(workload)).get("items") or []
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    here = [p for p in live if (p.get("spec") or {}).get("nodeName") == node]
+    return here, len(live) - len(here)
+
+
+def release(
+    client: KubeClient,
+    ref: Ref,
+    *,
+    node: str,
+    job: str,
+    workload: Obj | None = None,
+    here: list[Obj] | None = None,
+) -> Released:
+    """`workload` and `here` (its pods on this node), when the caller's watches have them,
+    save a request each on the way to the scale."""
+    if workload is None:
+        workload = client.get_workload(ref)
     hpa, keda = owners(client, ref)
     if hpa is not None:
         raise Refused(
@@ -74,10 +100,11 @@ def release(client: KubeClient, ref: Ref, *, node: str, job: str) -> Released:
     replicas = int((workload.get("spec") or {}).get("replicas") or 0)
     if RESTORE_REPLICAS in notes:  # released before (a crash after scaling): keep its number
         replicas = int(notes[RESTORE_REPLICAS])
-    pods = client.list_pods(namespace=ref.namespace, labels=selector(workload)).get("items") or []
-    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    here = [p for p in live if (p.get("spec") or {}).get("nodeName") == node]
-    elsewhere = len(live) - len(here)
+    if here is None:
+        here, elsewhere = _pods(client, ref, workload, node)
+    else:
+        live = int((workload.get("status") or {}).get("replicas") or 0)
+        elsewhere = max(live - len(here), 0)
     if elsewhere and ref.kind == "StatefulSet":
         raise Refused(
             f"{ref}: {elsewhere} of its pods run on other nodes and a StatefulSet always "
@@ -85,7 +112,7 @@ def release(client: KubeClient, ref: Ref, *, node: str, job: str) -> Released:
         )
     target = max(replicas - len(here), 0) if elsewhere else 0
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    client.patch_workload(
+    annotated = client.patch_workload(
         ref,
         {
             "metadata": {
@@ -105,17 +132,29 @@ def release(client: KubeClient, ref: Ref, *, node: str, job: str) -> Released:
     if keda is not None:
         patch = {"metadata": {"annotations": {KEDA_PAUSED: str(target)}}}
         client.patch_scaled_object(ref.namespace, keda, patch)
-    else:
-        client.scale(ref, target)
+        return Released(replicas=replicas, removed=len(here), keda=keda)
+    try:  # the annotation's write is the version the scale must not have moved past
+        client.write_scale(ref, target, str(annotated["metadata"]["resourceVersion"]))
+    except Conflict:
+        with client.lock:
+            client.conflicts += 1
+        client.scale(ref, target)  # someone wrote in between: read it again, retried on 409
     return Released(replicas=replicas, removed=len(here), keda=keda)
 
 
 def restore(
-    client: KubeClient, ref: Ref, *, replicas: int | None, keda: str | None, timeout: float
+    client: KubeClient,
+    ref: Ref,
+    *,
+    replicas: int | None,
+    keda: str | None,
+    timeout: float,
+    read: Callable[[], Obj | None] | None = None,
 ) -> int:
     """Scale back to the annotated number (else `replicas`), wait until that many pods are
-    Ready, then drop the annotations. Returns the replicas restored."""
-    workload = client.get_workload(ref)
+    Ready, then drop the annotations. Returns the replicas restored. `read` gives the workload
+    as a watch sees it, so the wait costs no request; without it the wait polls."""
+    workload = (read() if read is not None else None) or client.get_workload(ref)
     notes = workload["metadata"].get("annotations") or {}
     want = int(notes.get(RESTORE_REPLICAS, replicas if replicas is not None else 1))
     if keda is not None:
@@ -125,15 +164,27 @@ def restore(
     client.scale(ref, want)
     deadline = time.monotonic() + timeout
     while True:
-        status = client.get_workload(ref).get("status") or {}
-        if int(status.get("readyReplicas") or 0) >= want:
+        seen = (read() if read is not None else None) or client.get_workload(ref)
+        if _ready(seen, want):
             break
         if time.monotonic() > deadline:
             raise KubeError(0, f"{ref}: {want} pods not Ready after {timeout:g}s")
-        time.sleep(0.2)
+        time.sleep(0.05 if read is not None else 0.25)
     gone = {RESTORE_REPLICAS: None, RELEASED_BY: None, RELEASED_AT: None}
     client.patch_workload(ref, {"metadata": {"annotations": gone}})
     return want
+
+
+def _ready(workload: Obj, want: int) -> bool:
+    """Its controller saw our scale (a cached copy may predate it) and `want` pods are Ready."""
+    meta, spec, status = (
+        workload["metadata"],
+        workload.get("spec") or {},
+        workload.get("status") or {},
+    )
+    seen_ours = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    scaled = int(spec.get("replicas") or 0) == want
+    return seen_ours and scaled and int(status.get("readyReplicas") or 0) >= want
 
 
 def released_here(client: KubeClient, node: str) -> list[tuple[Ref, str, int]]:

@@ -4,8 +4,9 @@ actuator registry from a method's settings alone, finds the cluster here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gpuherd.gpu.procinfo import ROOT
 from gpuherd.k8s.client import KubeClient
@@ -24,6 +25,21 @@ class Session:
     pods: PodCache
     proc_root: Path = ROOT  # where /proc is read for attribution (a simulated kubelet's tree)
     jobs: Cache | None = None  # the Jobs labelled gpuherd.io/queue
+    workloads: dict[str, Cache] = field(default_factory=dict)  # kind -> every one, watched
+
+    def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Deployment or StatefulSet as the watch last saw it (None: not watched or gone)."""
+        cache = self.workloads.get(kind)
+        if cache is None:
+            return None
+        return next(
+            (
+                w
+                for w in cache.items()
+                if w["metadata"]["name"] == name and w["metadata"].get("namespace") == namespace
+            ),
+            None,
+        )
 
 
 _current: list[Session] = []
