@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gpuherd.broker.daemon import Daemon
+from gpuherd.broker.service import Broker
 from gpuherd.gpu.sim import SimHost
 from tests.broker.conftest import engine_for, run_until_idle, submit
-from tests.conftest import GIB, HolderFactory, gpuherd_argv
+from tests.conftest import GIB, HolderFactory, gpuherd_argv, wait_for
 
 
 def test_a_job_runs_while_the_tenant_sits_in_host_ram_and_the_same_process_comes_back(
@@ -33,6 +35,15 @@ jobs:
     state = tmp_path / "state"
     engine = engine_for(text, sim_dir, state)
     job_id = submit(engine, "render")
+    views = Broker(Daemon(engine)).views
+
+    def job_runs() -> bool:
+        engine.step()
+        return bool(engine.followed)
+
+    wait_for(job_runs, timeout=30)
+    (parked,) = [t for t in views.tenants() if t.name == "trainer"]
+    assert (parked.state, parked.host_ram) == ("released", 4 * GIB)  # status shows it
     run_until_idle(engine, timeout=60)
     row = engine.journal.job(job_id)
     assert row is not None

@@ -68,6 +68,19 @@ def test_seed_000_render_needs_ollama_released() -> None:
     assert len(g["peaks"]) == 7
 
 
+def test_a_checkpointed_tenant_s_host_ram_and_restore_time_are_estimated() -> None:
+    text = HOMELAB.replace(
+        '      - ollama: {url: "http://ollama.ollama.svc:11434"}\n',
+        "      - checkpoint: {}\n",
+    )
+    findings = [f for f in plan_of(text)["findings"] if f["id"] == "checkpoint-restore"]
+    assert [f["message"] for f in findings] == [
+        # Its 16 GiB peak at 5 GB/s + 1 s (17.2 GB / 5 + 1 = 4.4 s): the conservative figure.
+        "ollama-ada is moved to host RAM for mapshot-render: 16.0 GiB of host RAM while it "
+        "waits, about 4s to put back"
+    ]
+
+
 BASE = """\
 version: 1
 timezone: Europe/Berlin

@@ -62,6 +62,7 @@ class TenantView:
     state: TenantState
     gpu: str | None
     held: int | None  # bytes its processes hold, at the last step (None before the first)
+    host_ram: int = 0  # bytes a `checkpoint` release moved to host RAM, while released
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +222,12 @@ class Views:
     def tenants(self) -> list[TenantView]:
         snap = self._published().snapshot
         held = held_by_tenant(snap, self.config) if snap is not None else None
-        states = {
-            r.tenant: TENANT_STATE_OF_RELEASE[r.state]
-            for r in self.journal.releases(open_only=True)
-        }
+        open_releases = self.journal.releases(open_only=True)
+        states = {r.tenant: TENANT_STATE_OF_RELEASE[r.state] for r in open_releases}
+        in_host_ram: dict[str, int] = {}
+        for r in open_releases:
+            for record in r.detail.get("suspended", []) if r.method == "checkpoint" else []:
+                in_host_ram[r.tenant] = in_host_ram.get(r.tenant, 0) + int(record.get("bytes", 0))
         names = list(self.config.tenants) + sorted(set(states) - set(self.config.tenants))
         return [
             TenantView(
@@ -232,6 +235,7 @@ class Views:
                 state=states.get(name, TenantState.RUNNING),
                 gpu=t.gpu if (t := self.config.tenants.get(name)) is not None else None,
                 held=None if held is None else getattr(held.get(name), "bytes", 0),
+                host_ram=in_host_ram.get(name, 0),
             )
             for name in names
         ]

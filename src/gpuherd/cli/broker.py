@@ -475,7 +475,9 @@ def status(
             markup=False,
         )
     for t in data["tenants"]:
-        stdout.print(f"tenant {t['name']}: {t['state']}", markup=False)
+        parked = t.get("host_ram") or 0
+        where = f" ({format_bytes(parked)} in host RAM)" if parked else ""
+        stdout.print(f"tenant {t['name']}: {t['state']}{where}", markup=False)
     for j in data["jobs"]:
         reason = f"  ({j['reason']})" if j.get("reason") else ""
         stdout.print(f"job {j['id']} {j['name']}: {j['state']}{reason}", markup=False)

@@ -133,7 +133,36 @@ def _findings(config: Config, plan: GpuPlan, names: list[str]) -> list[Finding]:
     found: list[Finding] = []
     found += _vllm_utilization(config, plan, names)
     found += _downtime(config, plan)
+    found += _checkpoint_restores(config, plan)
     found += _schedule_shifts(config, plan, names)
+    return found
+
+
+def _checkpoint_restores(config: Config, plan: GpuPlan) -> list[Finding]:
+    """A tenant released by `checkpoint` waits in host RAM: how long putting it back takes, at a
+    conservative 5 GB/s + 1 s (4.6-8.1 GB/s have been published for one GPU)."""
+    from gpuherd.checkpoint import restore_seconds
+
+    found = []
+    seen: set[str] = set()
+    for pre in plan.preemptions:
+        for victim in pre.victims:
+            tenant = config.tenants.get(victim)  # type: ignore[call-overload]
+            if tenant is None or victim in seen or not tenant.preempt:
+                continue
+            if tenant.preempt[0].kind != "checkpoint":
+                continue
+            seen.add(victim)
+            held = tenant.vram.peak_amount.resolve(plan.gpu.memory) or 0
+            found.append(
+                Finding(
+                    "checkpoint-restore",
+                    "info",
+                    f"{victim} is moved to host RAM for {pre.job}: {format_bytes(held)} of host "
+                    f"RAM while it waits, about {restore_seconds(held):.0f}s to put back",
+                    victim,
+                )
+            )
     return found
 
 
