@@ -25,8 +25,9 @@ def _engine(backend: GpuBackend) -> CheckpointEngine:
 class CheckpointActuator:
     kind = "checkpoint"
 
-    def __init__(self, lock_timeout: float = 10.0) -> None:
+    def __init__(self, lock_timeout: float = 10.0, *, move: bool = False) -> None:
         self._lock_timeout = lock_timeout
+        self.move = move  # may come back on another GPU of the same chip
 
     def _gpus(self, ctx: ActContext) -> GpuBackend:
         if ctx.backend is None:
@@ -51,7 +52,10 @@ class CheckpointActuator:
         gpus = self._gpus(ctx)
         records = [Suspended.from_json(d) for d in detail.get("suspended", [])]
         try:
-            resumed = resume_all(_engine(gpus), gpus, records=records, state_dir=ctx.state_dir)
+            resumed = resume_all(
+                _engine(gpus), gpus, records=records, allow_move=self.move, state_dir=ctx.state_dir
+            )
         except CheckpointError as exc:  # still checkpointed, never poisoned: retried later
             raise ActuatorError(f"{ctx.tenant}: {exc}") from None
-        return {"resumed": [r.pid for r in resumed]}
+        moved = {r.pid: r.gpu_index for r in resumed if r.moved_from is not None}
+        return {"resumed": [r.pid for r in resumed], "moved": moved}

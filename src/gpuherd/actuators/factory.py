@@ -40,7 +40,7 @@ def _http(h: HttpMethod) -> Actuator:
 def _checkpoint(m: CheckpointMethod) -> Actuator:
     from gpuherd.actuators.checkpoint import CheckpointActuator  # the CUDA bindings are an extra
 
-    return CheckpointActuator(m.lock_timeout)
+    return CheckpointActuator(m.lock_timeout, move=m.move)
 
 
 def _kubernetes(m: KubernetesMethod) -> Actuator:

@@ -26,7 +26,7 @@ from gpuherd.broker.states import ReleaseState
 from gpuherd.gpu.base import GpuBackend
 from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.ids import JobId, TenantName
-from gpuherd.spec.model import Config, TenantSpec
+from gpuherd.spec.model import CheckpointMethod, Config, TenantSpec
 from gpuherd.units import format_bytes
 
 _ROOM_WAIT = 10.0  # at most this long waiting for room before a restore counts as failed
@@ -200,7 +200,9 @@ class Keeper:
             return None if why is None else f"health check: {why}"
         expected = int(release.detail.get("held", 1) or 0)
         wait = min(spec.restore_timeout, _ROOM_WAIT)
-        short = self._room_short(spec.gpu, expected, timeout=wait)
+        # A method that may put the tenant on another GPU checks the room where it lands.
+        movable = isinstance(plan.method, CheckpointMethod) and plan.method.move
+        short = None if movable else self._room_short(spec.gpu, expected, timeout=wait)
         if short is not None:
             # Do not even try: a model load would OOM and a cuda-checkpoint restore without
             # room fails for good. Retried with backoff once the memory is back.

@@ -393,6 +393,9 @@ class SignalMethod(Tagged):
 class CheckpointMethod(Tagged):
     KIND = "checkpoint"
     lock_timeout: Duration = 10.0
+    # Restore onto another GPU of the same chip when its own has no room (where the driver
+    # can remap a checkpointed process between GPUs).
+    move: bool = False
 
 
 class KubernetesMethod(Tagged):
