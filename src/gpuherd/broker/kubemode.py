@@ -26,7 +26,7 @@ from typing import Any
 
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.kubejob import KUBE_JOB
-from gpuherd.broker.states import JobState
+from gpuherd.broker.states import JobState, ReleaseState
 from gpuherd.broker.submission import Submission
 from gpuherd.ids import GpuName, JobId, JobName, TenantName
 from gpuherd.k8s import annotations as notes
@@ -54,6 +54,7 @@ class KubeMode:
     node_labels: dict[str, str] = field(default_factory=dict)
     held: dict[str, tuple[str, JobId]] = field(default_factory=dict)  # uid -> (ns, job id)
     done: set[str] = field(default_factory=set)  # uids whose admission ended here
+    warned: set[str] = field(default_factory=set)  # workloads already warned about
 
     def __post_init__(self) -> None:
         self.base_tenants = dict(self.config.tenants)
@@ -131,11 +132,46 @@ class KubeMode:
                     continue
                 spec = notes.tenant_spec(w, kind, self.gpu, skipped)
                 name = TenantName(notes.tenant_name(w))
+                self._watch_for_argo(w, kind, name)
                 if spec is not None and name not in self.base_tenants:
                     tenants[name] = spec
         self.skipped = skipped
         if tenants != self.config.tenants:
             object.__setattr__(self.config, "tenants", tenants)  # see the module docstring
+
+    def _watch_for_argo(self, w: Obj, kind: str, tenant: TenantName) -> None:
+        """Warn once about a tenant Argo CD tracks; say so when it scaled one we released."""
+        meta = w["metadata"]
+        where = f"{kind.lower()}/{meta['namespace']}/{meta['name']}"
+        if not notes.argo_tracked(w):
+            return
+        if where not in self.warned:
+            self.warned.add(where)
+            self.journal.record(
+                "argocd_tracked",
+                f"{where} is tracked by Argo CD: self-heal scales it back while released unless "
+                "its Application ignores /spec/replicas (ignoreDifferences)",
+                tenant=tenant,
+            )
+        released = str((meta.get("annotations") or {}).get(RELEASED_BY, "")).split("/")[0]
+        replicas = int((w.get("spec") or {}).get("replicas") or 0)
+        held_down = any(  # released, and no restore of ours under way
+            r.tenant == tenant and r.state is ReleaseState.RELEASED
+            for r in self.journal.releases(open_only=True)
+        )
+        if (
+            released == self.node
+            and replicas > 0
+            and held_down
+            and f"{where}/healed" not in self.warned
+        ):
+            self.warned.add(f"{where}/healed")
+            self.journal.record(
+                "argocd_scaled_back",
+                f"{where} was released by {self.node} but has {replicas} replicas again: "
+                "another controller (Argo CD self-heal?) scaled it back",
+                tenant=tenant,
+            )
 
     def _on_this_node(self, w: Obj, here: set[tuple[Any, tuple[tuple[str, str], ...]]]) -> bool:
         meta = w["metadata"]

@@ -12,7 +12,6 @@ for admission. A bad annotation never stops the broker: it is reported by name a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,11 +26,15 @@ JOB_ID = "gpuherd.io/job-id"
 TENANT_KEYS = ("vram", "priority")
 
 
-@dataclass(frozen=True, slots=True)
-class Workload:
-    kind: str
-    namespace: str
-    name: str
+ARGO_MARKS = ("argocd.argoproj.io/instance", "argocd.argoproj.io/tracking-id")
+
+
+def argo_tracked(obj: Obj) -> bool:
+    """Whether Argo CD tracks it: its self-heal would scale a released workload back unless
+    the Application ignores `/spec/replicas`."""
+    meta = obj["metadata"]
+    marks = {**(meta.get("labels") or {}), **(meta.get("annotations") or {})}
+    return any(m in marks for m in ARGO_MARKS)
 
 
 def is_tenant(obj: Obj) -> bool:
