@@ -12,7 +12,7 @@ import pytest
 from gpuherd.actuators.base import ActContext, ActuatorError
 from gpuherd.actuators.factory import actuator_for
 from gpuherd.gpu.sim import SimHost
-from gpuherd.k8s import session
+from gpuherd.k8s import leases, session
 from gpuherd.k8s.client import KubeClient
 from gpuherd.k8s.pods import PodCache
 from gpuherd.spec.model import KubernetesMethod
@@ -69,8 +69,11 @@ def test_release_annotates_scales_to_zero_and_restore_brings_it_back(
     assert notes["gpuherd.io/released-at"].endswith("Z")
     assert kube.apps.read_namespaced_deployment_scale("ollama", "default").spec.replicas == 0
     wait_for(lambda: _used(sim_dir, 0) == 0, what="the VRAM freed")
+    lease = kube.coordination.read_namespaced_lease("gpuherd-workload-deployment-ollama", "default")
+    assert lease.spec.holder_identity == NODE  # no other broker acts on it while released
     actuator.restore(_ctx(tmp_path), detail)
     assert kube.apps.read_namespaced_deployment("ollama", "default").status.ready_replicas == 1
+    assert not kube.coordination.list_namespaced_lease("default").items
     assert not any(k.startswith("gpuherd.io/") for k in _notes(kube, "ollama"))
     wait_for(lambda: _used(sim_dir, 0) == 4 * GIB, what="the VRAM held again")
 
@@ -174,3 +177,18 @@ def test_a_statefulset_with_pods_elsewhere_is_refused(
     with pytest.raises(ActuatorError, match="highest ordinals"):
         actuator_for(method).release(_ctx(tmp_path))
     assert kube.apps.read_namespaced_stateful_set_scale("db", "default").spec.replicas == 2
+
+
+def test_a_workload_another_broker_is_releasing_is_refused(
+    kube: Kube, mode: session.Session, tmp_path: Path
+) -> None:
+    kube.apps.create_namespaced_deployment(
+        "default", deployment("tts", ["sleep", "60"], replicas=2)
+    )
+    kube.running("app=tts", 2)
+    name = leases.lease_name("workload", "Deployment", "tts")
+    assert leases.acquire(mode.client, "default", name, "k3s-gpu-02", seconds=600)
+    with pytest.raises(ActuatorError, match="another node's broker is releasing it"):
+        actuator_for(KubernetesMethod(name="tts")).release(_ctx(tmp_path))
+    assert kube.apps.read_namespaced_deployment_scale("tts", "default").spec.replicas == 2
+    assert leases.holds(mode.client, "default", name, "k3s-gpu-02")  # not taken from it

@@ -5,13 +5,18 @@ yet memory freed."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from gpuherd.actuators.base import ActContext, ActuatorError
-from gpuherd.k8s import scaling
+from gpuherd.k8s import leases, scaling
 from gpuherd.k8s.client import KubeError, Ref
 from gpuherd.k8s.session import Session, current
 from gpuherd.spec.model import KubernetesMethod
+
+# A released workload's lease: long, as a job may run for hours; the holder's node renews it
+# by restarting (same identity), another node only takes it once it has lapsed.
+LEASE_SECONDS = 6 * 3600
 
 
 class KubernetesActuator:
@@ -43,11 +48,19 @@ class KubernetesActuator:
                 and not p["metadata"].get("deletionTimestamp")
                 and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in want.items())
             ]
+        namespace, lease = self.ref.namespace, self._lease()
+
+        def claim() -> bool:  # held until the restore: a restarted broker of this node keeps it
+            return leases.acquire(s.client, namespace, lease, s.node, seconds=LEASE_SECONDS)
+
         try:
             done = scaling.release(
-                s.client, self.ref, node=s.node, job=job, workload=workload, here=here
+                s.client, self.ref, node=s.node, job=job, workload=workload, here=here, claim=claim
             )
         except (scaling.Refused, KubeError) as exc:
+            if "workload lease" not in str(exc):  # a refusal after the claim: give it back
+                with contextlib.suppress(KubeError):
+                    leases.release(s.client, namespace, lease)
             raise ActuatorError(str(exc)) from None
         return {
             "workload": str(self.ref),
@@ -74,4 +87,9 @@ class KubernetesActuator:
             )
         except KubeError as exc:
             raise ActuatorError(str(exc)) from None
+        with contextlib.suppress(KubeError):
+            leases.release(s.client, self.ref.namespace, self._lease())
         return {"workload": str(self.ref), "replicas": replicas}
+
+    def _lease(self) -> str:
+        return leases.lease_name("workload", self.ref.kind, self.ref.name)

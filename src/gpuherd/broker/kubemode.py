@@ -198,6 +198,8 @@ class KubeMode:
             )
             try:
                 scaling.restore(self.session.client, ref, replicas=replicas, keda=None, timeout=120)
+                lease = leases.lease_name("workload", ref.kind, ref.name)
+                leases.release(self.session.client, ref.namespace, lease)
             except KubeError as exc:
                 self.journal.record("restore_failed", f"{ref}: {exc.message}")
 

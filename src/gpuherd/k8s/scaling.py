@@ -52,14 +52,23 @@ def _targets(obj: Obj, ref: Ref) -> bool:
     return bool(target.get("name") == ref.name and target.get("kind", ref.kind) == ref.kind)
 
 
-def owners(client: KubeClient, ref: Ref) -> tuple[str | None, str | None]:
+def owners(
+    client: KubeClient, ref: Ref, claim: Callable[[], bool] | None = None
+) -> tuple[str | None, str | None]:
     """(an HPA that owns its replicas, a KEDA ScaledObject that does): at most one matters.
-    Both lists are asked for at once: they are on the path from a Job's arrival to the scale."""
-    with ThreadPoolExecutor(2) as pool:
+    Both lists, and the `claim` on the workload, are asked for at once: they are on the path
+    from a Job's arrival to the scale. Raises Refused when the claim fails."""
+    with ThreadPoolExecutor(3) as pool:
         scaled_objects = pool.submit(client.list_scaled_objects, ref.namespace)
         hpas = pool.submit(client.list_hpas, ref.namespace)
+        claimed = pool.submit(claim) if claim is not None else None
         scaled = next((o for o in scaled_objects.result() if _targets(o, ref)), None)
         autoscalers = hpas.result()
+        if claimed is not None and not claimed.result():
+            raise Refused(
+                f"{ref}: another node's broker is releasing it now (its workload lease); "
+                "two brokers never act on one workload at once"
+            )
     if scaled is not None:
         return None, str(scaled["metadata"]["name"])
     for hpa in autoscalers:
@@ -85,12 +94,13 @@ def release(
     job: str,
     workload: Obj | None = None,
     here: list[Obj] | None = None,
+    claim: Callable[[], bool] | None = None,
 ) -> Released:
     """`workload` and `here` (its pods on this node), when the caller's watches have them,
-    save a request each on the way to the scale."""
+    save a request each on the way to the scale. `claim` takes the workload's lease."""
     if workload is None:
         workload = client.get_workload(ref)
-    hpa, keda = owners(client, ref)
+    hpa, keda = owners(client, ref, claim)
     if hpa is not None:
         raise Refused(
             f"{ref}: HorizontalPodAutoscaler {hpa} owns its replicas; gpuherd will not fight "
