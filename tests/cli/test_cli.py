@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GIB, HolderFactory, gpuherd_argv
+from tests.conftest import GIB, HolderFactory, gpuherd_argv, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,7 +183,17 @@ def test_bare_watch_flag_is_accepted(sim_dir: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+
+    # Interrupt it once it reads the GPUs (past its imports, however slow the machine): it
+    # has the simulated GPUs' database open then. Not before.
+    def reading() -> bool:
+        try:
+            fds = os.listdir(f"/proc/{watcher.pid}/fd")
+        except OSError:
+            return False
+        return any(str(sim_dir) in os.path.realpath(f"/proc/{watcher.pid}/fd/{fd}") for fd in fds)
+
+    wait_for(reading, timeout=60)
     watcher.send_signal(signal.SIGINT)
     _out, err = watcher.communicate(timeout=10)
     assert watcher.returncode == 0, err

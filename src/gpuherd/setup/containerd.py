@@ -214,7 +214,8 @@ def _imports(root: Root, data: dict[str, Any], config: str) -> tuple[list[str], 
         if drop_dir is None and inner.endswith("/*.toml"):
             drop_dir = inner.rsplit("/", 1)[0]
         for found in sorted(glob.glob(str(root / inner))):
-            files.append("/" + os.path.relpath(found, root.path))
+            if os.path.isfile(found):  # a pattern naming a directory imports nothing
+                files.append("/" + os.path.relpath(found, root.path))
     return files, drop_dir
 
 
