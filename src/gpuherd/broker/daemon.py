@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 
 from gpuherd.broker.continuity import write_mark
@@ -40,6 +41,7 @@ class Daemon:
         self.ready = threading.Event()
         self.health = EngineHealth()
         self._streak = 0  # steps failed in a row
+        self._marked_at = float("-inf")
         self._thread: threading.Thread | None = None
         self.fatal: str | None = None  # why the loop gave up
         # Called once from the loop when it gives up: the service stops the process with a
@@ -103,10 +105,14 @@ class Daemon:
                 self._wake.wait(wait)
             self._wake.clear()
 
-    def _mark(self) -> None:
-        # A full disk must not stop the loop: the next step writes the mark again.
+    def _mark(self, *, now: bool = False) -> None:
+        # At most once a second (it costs an fsync), and at stop. A full disk must not stop the
+        # loop: the next step writes the mark again.
+        if not now and time.monotonic() < self._marked_at + 1.0:
+            return
         with contextlib.suppress(OSError, sqlite3.Error):
             write_mark(self.engine.state_dir, self.engine.journal)
+            self._marked_at = time.monotonic()
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
@@ -114,4 +120,4 @@ class Daemon:
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush_log()
-        self._mark()
+        self._mark(now=True)

@@ -108,16 +108,18 @@ class Engine:
     def step(self) -> None:
         snap = self.backend.snapshot()
         self._take_cancels()
+        # The unfinished jobs, read once a step (with hundreds queued, reading them is the cost).
+        rows = self.journal.jobs()
         # What a step that failed halfway left open (its jobs are in no step now).
-        self.recovery.reconcile(self.followed, retry_failed=False)
+        stale = self.recovery.reconcile(self.followed, retry_failed=False, rows=rows)
         if self._watch(snap) + self.keeper.retry_failed(skip=set(self.followed)):
             # Jobs ended and tenants came back: the reading before that is stale, and
             # scheduling on it would admit a job into memory the restores just took.
             snap = self.backend.snapshot()
-        fire_schedules(
-            self.config, self.journal, now=self.clock.now(), up_since=self.up_since or 0.0
-        )
-        self._schedule(snap)
+        now, up_since = self.clock.now(), self.up_since or 0.0
+        if fire_schedules(self.config, self.journal, now=now, up_since=up_since) or stale:
+            rows = self.journal.jobs()
+        self._schedule(snap, rows)
         self.guarding.step(snap)  # after the jobs: room promised to them is off limits
         self.published = Published(
             snapshot=snap,
@@ -125,8 +127,10 @@ class Engine:
             vram={job_id: f.vram_now for job_id, f in self.followed.items()},
         )
 
-    def _schedule(self, snap: GpuSnapshot) -> None:
-        queued = {r.id: r for r in self.journal.jobs() if r.state is JobState.QUEUED}
+    def _schedule(self, snap: GpuSnapshot, rows: list[JobRow]) -> None:
+        """`rows`: this step's reading of the unfinished jobs; ended ones are not queued, and a
+        queued one cancelled since is caught when it is moved to releasing."""
+        queued = {r.id: r for r in rows if r.state is JobState.QUEUED}
         self.waiting = {k: v for k, v in self.waiting.items() if k in queued}
         if not queued:
             return

@@ -10,18 +10,19 @@ from gpuherd.broker.submission import Submission
 from gpuherd.spec.model import Config
 
 
-def fire_schedules(config: Config, journal: Journal, *, now: float, up_since: float) -> None:
+def fire_schedules(config: Config, journal: Journal, *, now: float, up_since: float) -> bool:
+    """Returns whether it queued a run."""
     schedules = [
         Schedule(name, job.schedule, job.catch_up)
         for name, job in config.jobs.items()
         if job.schedule
     ]
     if not schedules:
-        return
+        return False
     marks = journal.schedule_marks()
     outcomes, new_marks = due(schedules, marks, now=now, up_since=up_since, tz=config.timezone)
     if new_marks == marks:
-        return
+        return False
     active = {row.name for row in journal.jobs() if row.submission.adhoc is None}
     runs = []
     for out in outcomes:
@@ -37,3 +38,4 @@ def fire_schedules(config: Config, journal: Journal, *, now: float, up_since: fl
             submission = Submission(job=out.job, scheduled_for=out.due)  # type: ignore[arg-type]
             runs.append((submission, f"{out.job} at {when}, {how}"))
     journal.fire_schedules(new_marks, runs)
+    return bool(runs)

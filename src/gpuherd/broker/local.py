@@ -20,9 +20,10 @@ from gpuherd.spec.model import GpuSpec, JobSpec
 # The group leader. A constant script: the job's argv arrives as "$@" and is never parsed by
 # the shell (no user text is ever part of a script). `sh` costs a millisecond where a Python
 # wrapper cost tens: it starts with every job. TERM and INT get a handler, not an ignore, so the
-# job gets their default back at exec; the shell outlives the job, writes its status down
-# (a signal N as -N) and, if the job died of a signal, dies of the same one, so the broker sees
-# what it would have seen without it. A KILL to the group ends it before it writes: the broker
+# job gets their default back at exec; the shell outlives the job, writes its status down (a
+# signal N as -N; builtins only, no process more per job; a half-written file reads as
+# "unknown") and, if the job died of a signal, dies of the same one, so the broker sees what it
+# would have seen without it. A KILL to the group ends it before it writes: the broker
 # that sent the KILL knows why.
 LEADER = """\
 trap : TERM INT
@@ -32,7 +33,7 @@ shift
 code=$?
 status=$code
 if [ "$code" -gt 128 ] && [ "$code" -lt 160 ]; then status=-$((code - 128)); fi
-printf '%s\\n' "$status" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
+printf '%s\\n' "$status" > "$exit_file"
 if [ "$status" -lt 0 ]; then trap - TERM INT; kill -$((code - 128)) $$; fi
 exit "$code"
 """

@@ -35,16 +35,27 @@ class Recovery:
     ender: Ender
     state_dir: Path
 
-    def reconcile(self, followed: dict[JobId, Followed], *, retry_failed: bool) -> None:
-        for row in self.journal.jobs():
+    def reconcile(
+        self,
+        followed: dict[JobId, Followed],
+        *,
+        retry_failed: bool,
+        rows: list[JobRow] | None = None,
+    ) -> bool:
+        """Returns whether it changed anything (`rows`: the unfinished jobs, if just read)."""
+        changed = False
+        for row in self.journal.jobs() if rows is None else rows:
             if row.state in _OPEN and row.id not in followed:
                 self._recover(row, followed)
+                changed = True
         for release in self.journal.pending_restores():
             failed = release.state is ReleaseState.RESTORE_FAILED
             if is_guard_job(release.job_id):
                 continue  # the guard brings its own back, once the room is there (guarding)
             if release.job_id not in followed and (retry_failed or not failed):
                 self.keeper.restore(release)
+                changed = True
+        return changed
 
     def _recover(self, row: JobRow, followed: dict[JobId, Followed]) -> None:
         job = row.submission.adhoc or self.config.jobs.get(row.submission.job)
