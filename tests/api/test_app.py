@@ -14,9 +14,9 @@ from gpuherd.api.app import create_app
 from gpuherd.broker.daemon import Daemon
 from gpuherd.broker.engine import Engine
 from gpuherd.broker.journal import Journal
+from gpuherd.broker.service import Broker
 from gpuherd.gpu.sim import SimBackend
 from gpuherd.spec import parse_config
-from gpuherd.broker.service import Broker
 from tests.conftest import HolderFactory, gpuherd_argv
 
 

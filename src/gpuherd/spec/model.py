@@ -30,6 +30,8 @@ from gpuherd.units import parse_bytes, parse_cron, parse_duration, parse_fractio
 ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Cron = Annotated[str, BeforeValidator(parse_cron)]
+
+
 def _no_nul(argv: list[str]) -> list[str]:
     # exec refuses a NUL byte: caught here, not after tenants were released for the job.
     for i, arg in enumerate(argv):
