@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -40,3 +41,16 @@ def test_endless_or_blocking_inputs_are_refused(tmp_path: Path) -> None:
     huge = lint("-", stdin=b" " * (17 << 20))
     assert huge.returncode == 2
     assert b"over 16 MiB" in huge.stderr
+
+
+def test_an_unreadable_file_in_a_linted_directory_is_one_finding(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "good.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    (project / "bad.yaml").symlink_to("/proc/self/mem")  # opens, then every read fails
+    result = lint(str(project), "--format", "json")
+    assert result.returncode == 1, result.stderr
+    assert b"Traceback" not in result.stderr
+    findings = json.loads(result.stdout)["findings"]
+    assert [(f["rule"], Path(f["file"]).name) for f in findings] == [("unreadable", "bad.yaml")]
+    assert findings[0]["message"].startswith("cannot read: ")

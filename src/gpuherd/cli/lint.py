@@ -54,6 +54,38 @@ def _bounded(stream: BinaryIO, name: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def _read_sources(
+    files: list[Path], *, stdin: bool
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(name, text) of every input, and (name, why) of files in a linted directory that could
+    not be read: one finding each, not the end of the run. A path named on the command line
+    that cannot be read is an error."""
+    from gpuherd.lint.engine import discover
+
+    sources: list[tuple[str, str]] = []
+    if stdin:
+        sources.append(("<stdin>", _bounded(sys.stdin.buffer, "<stdin>")))
+    missing = [str(p) for p in files if not p.exists()]
+    if missing:
+        fail(f"no such file or directory: {', '.join(missing)}")
+    named = set(files)
+    unreadable: list[tuple[str, str]] = []
+    for path in discover(files):
+        if not path.is_file():  # a FIFO would block, /dev/zero never ends
+            if path in named:
+                fail(f"{path}: not a regular file", code=Exit.USAGE)
+            unreadable.append((str(path), "not a regular file"))
+            continue
+        try:
+            with path.open("rb") as f:
+                sources.append((str(path), _bounded(f, str(path))))
+        except OSError as exc:
+            if path in named:
+                fail(f"{path}: cannot read: {exc.strerror}")
+            unreadable.append((str(path), f"cannot read: {exc.strerror or exc}"))
+    return sources, unreadable
+
+
 def _overrides(values: list[str], known: set[str]) -> dict[str, str]:
     """RULE=LEVEL pairs of --severity-override, checked."""
     found: dict[str, str] = {}
@@ -161,8 +193,8 @@ def lint(
 ) -> None:
     """Find GPU mistakes in configs, with exact line numbers; text, JSON or SARIF output."""
     from gpuherd.lint.config import LintConfigError, find_config, load_lint_config
-    from gpuherd.lint.engine import SEVERITY_RANK, LintOptions, discover, lint_sources
-    from gpuherd.lint.model import Severity
+    from gpuherd.lint.engine import SEVERITY_RANK, LintOptions, lint_sources
+    from gpuherd.lint.model import Finding, Severity
     from gpuherd.lint.report import (
         as_json,
         as_sarif,
@@ -181,21 +213,8 @@ def lint(
     if show_statistics and fmt == Format.sarif:
         fail("--statistics prints text or JSON, not SARIF")
     overrides = _overrides(severity_override or [], known)
-    sources: list[tuple[str, str]] = []
     files = [p for p in paths if str(p) != "-"]
-    if len(files) != len(paths):
-        sources.append(("<stdin>", _bounded(sys.stdin.buffer, "<stdin>")))
-    missing = [str(p) for p in files if not p.exists()]
-    if missing:
-        fail(f"no such file or directory: {', '.join(missing)}")
-    for path in discover(files):
-        if not path.is_file():  # a FIFO would block, /dev/zero never ends
-            fail(f"{path}: not a regular file", code=Exit.USAGE)
-        try:
-            with path.open("rb") as f:
-                sources.append((str(path), _bounded(f, str(path))))
-        except OSError as exc:
-            fail(f"{path}: cannot read: {exc.strerror}")
+    sources, unreadable = _read_sources(files, stdin=len(files) != len(paths))
     config_path = config or (find_config(files[0]) if files else find_config(Path.cwd()))
     try:
         settings = load_lint_config(config_path, RULES) if config_path else None
@@ -216,6 +235,20 @@ def lint(
     )
     start_batch()
     result = lint_sources(sources, options)
+    result.files += len(unreadable)
+    result.findings.extend(
+        Finding(
+            rule="unreadable",
+            severity="error",
+            file=name,
+            line=1,
+            column=1,
+            object="",
+            message=f"{why}, so it was not checked",
+            fix="make it readable, or leave it out of the paths",
+        )
+        for name, why in unreadable
+    )
     if show_statistics:
         render = as_statistics_json if fmt == Format.json else as_statistics_text
     else:
