@@ -85,7 +85,7 @@ def test_serve_submit_wait_status_and_stop(sim_dir: Path, tmp_path: Path) -> Non
     config = tmp_path / "gpuherd.yaml"
     config.write_text(f"""\
 version: 1
-gpus: [{{name: gpu0, index: 0}}]
+gpus: [{{name: gpu0, index: 0, guard: {{min_free: 1GiB}}}}]
 broker: {{poll_interval: 0.1s, allow_adhoc: true}}
 jobs:
   quick: {{gpu: gpu0, vram: 2GiB, command: [{hold}, '--vram', '2GiB', '--for', '0.3s']}}
@@ -107,6 +107,7 @@ jobs:
         job_id = done.stdout.strip()
         status = json.loads(cli("status", "--json", sock=sock).stdout)
         assert status["jobs"] == []  # nothing queued or running any more
+        assert "guard gpu0: keeps 1.0 GiB free" in cli("status", sock=sock).stdout
         events = cli("events", sock=sock).stdout
         assert "job_succeeded" in events
         assert "holding 2.0 GiB" in cli("logs", job_id, sock=sock).stdout

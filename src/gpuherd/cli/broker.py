@@ -481,6 +481,18 @@ def status(
     for j in data["jobs"]:
         reason = f"  ({j['reason']})" if j.get("reason") else ""
         stdout.print(f"job {j['id']} {j['name']}: {j['state']}{reason}", markup=False)
+    for g in data.get("guard", []):
+        held = f", holding {', '.join(g['released'])} released" if g["released"] else ""
+        flaps = (
+            f"; FLAPPING ({g['releases_last_hour']} releases in the last hour: "
+            f"{', '.join(g['flapping'])})"
+            if g["flapping"]
+            else ""
+        )
+        stdout.print(
+            f"guard {g['gpu']}: keeps {format_bytes(g['min_free'])} free{held}{flaps}",
+            markup=False,
+        )
 
 
 def jobs(
