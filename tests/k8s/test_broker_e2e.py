@@ -187,10 +187,17 @@ def test_two_brokers_on_two_nodes_never_both_admit_one_job(
         for i in range(4):
             name = f"render-{i}"
             wait_for(lambda: _job(kube, name).status.succeeded, timeout=40, what=name)  # noqa: B023
-        admitted = {
-            b: [j["name"] for j in cli(s, "jobs", "--all") if j["state"] == "succeeded"]
-            for b, s in (("one", one), ("two", two))
-        }
+
+        def recorded() -> dict[str, list[str]]:
+            return {
+                b: [j["name"] for j in cli(s, "jobs", "--all") if j["state"] == "succeeded"]
+                for b, s in (("one", one), ("two", two))
+            }
+
+        # The cluster says succeeded a moment before the broker has followed the pod's end,
+        # restored and recorded it: wait for the brokers' records, not only the Jobs'.
+        wait_for(lambda: sum(map(len, recorded().values())) >= 4, timeout=60, what="records")
+        admitted = recorded()
     names = admitted["one"] + admitted["two"]
     assert sorted(names) == [f"render-{i}" for i in range(4)]  # each exactly once
     for i in range(4):
