@@ -45,10 +45,15 @@ class Keeper:
     def held(self, tenant: TenantName, spec: TenantSpec) -> int:
         """What its processes hold now, found by its declaration (the journaled one for a
         tenant no longer in the config)."""
+        return self._held_now(tenant, spec).bytes
+
+    def _held_now(self, tenant: TenantName, spec: TenantSpec) -> Held:
+        """A fresh reading of the tenant's processes, found by `spec` (its journaled
+        declaration when it is no longer, or differently, in the config)."""
         config = self.config
         if config.tenants.get(tenant) != spec:
             config = config.model_copy(update={"tenants": {**config.tenants, tenant: spec}})
-        return held_by_tenant(self.backend.snapshot(), config).get(tenant, NOTHING).bytes
+        return held_by_tenant(self.backend.snapshot(), config).get(tenant, NOTHING)
 
     def _wait_held(
         self, tenant: TenantName, spec: TenantSpec, ok: Callable[[int], bool], timeout: float
@@ -81,10 +86,7 @@ class Keeper:
     ) -> dict[int, int | None]:
         """The tenant's processes as they are now: attributed again (its `match` re-checked),
         each with its start time, so an actuator never signals a pid that changed hands."""
-        config = self.config
-        if config.tenants.get(tenant) != spec:
-            config = config.model_copy(update={"tenants": {**config.tenants, tenant: spec}})
-        now = held_by_tenant(self.backend.snapshot(), config).get(tenant, NOTHING)
+        now = self._held_now(tenant, spec)
         return {pid: start_ticks(pid) for pid in held.pids if pid in now.pids}
 
     # --- release ------------------------------------------------------------------------------
