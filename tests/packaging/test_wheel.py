@@ -158,7 +158,7 @@ def test_installed_wheel_runs_without_the_checkout(installed: Path) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
 
 
-def test_lint_path_loads_no_web_stack(installed: Path) -> None:
+def test_lint_path_loads_no_web_stack_nor_pydantic(installed: Path) -> None:
     trace = subprocess.run(
         [
             str(installed / "venv" / "bin" / "python"),
@@ -177,4 +177,11 @@ def test_lint_path_loads_no_web_stack(installed: Path) -> None:
     ).stderr
     loaded = {line.split("|")[-1].strip() for line in trace.splitlines() if "|" in line}
     assert "gpuherd.cli.lint" in loaded
-    assert not loaded & {"fastapi", "uvicorn", "httpx", "prometheus_client", "kubernetes"}
+    assert not loaded & {
+        "pydantic",
+        "fastapi",
+        "uvicorn",
+        "httpx",
+        "prometheus_client",
+        "kubernetes",
+    }
