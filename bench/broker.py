@@ -9,17 +9,20 @@ load      500 jobs submitted concurrently through the API: every one reaches a f
           none lost or run twice; throughput. Peer: the same 500 commands started directly.
 submit    `submit` latency while the engine is inside a 20 s release (target: p99 < 100 ms).
 inflight  `submit` latency with 1, 200 and 500 submissions in flight at once (target: p99 <
-          500 ms at 500), and every one held once in the journal.
-          Peer: the same submissions to the same broker while it is idle.
+          500 ms at 500), and every one held once in the journal. Two load generators side by
+          side: 500 connections opened first, then one request each from one asyncio loop
+          (what the broker adds: the generator costs microseconds a request), and 500 threads
+          each with gpuherd's own Client (the generator competes for the GIL and the 2 cores).
 
-    .venv/bin/python bench/broker.py [--rounds 30] [--idle-seconds 30] [--jobs 500]
+    .venv/bin/python bench/broker.py [--rounds 30] [--idle-seconds 30] [--jobs 500] [--only X]
 
-Writes bench/results/broker.json.
+Writes bench/results/broker.json (bench/results/broker-X.json with --only X).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -390,6 +393,41 @@ jobs:
 """
 
 
+async def _raw_submits(sock: Path, n: int) -> list[float]:
+    """n connections opened first, then one POST each at once: the latency of each."""
+    body = json.dumps({"name": "tiny", "not_before": time.time() + 3600}).encode()
+    request = (
+        b"POST /v1/jobs HTTP/1.1\r\nhost: gpuherd\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%b" % (len(body), body)
+    )
+    go = asyncio.Event()
+    latencies: list[float] = []
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        await go.wait()
+        t0 = time.perf_counter()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        answer = await reader.readexactly(length)
+        latencies.append(time.perf_counter() - t0)
+        assert head.startswith(b"HTTP/1.1 201"), head
+        assert b'"id"' in answer, answer
+        writer.close()
+        await writer.wait_closed()
+
+    tasks = [asyncio.create_task(one()) for _ in range(n)]
+    await asyncio.sleep(0.5 + n / 500)  # every connection open and accepted
+    go.set()
+    await asyncio.gather(*tasks)
+    return latencies
+
+
 def submit_in_flight(counts: list[int]) -> dict[str, Any]:
     """`submit` latency with N submissions in flight at once (target: p99 < 500 ms at 500).
     Every submission is held (its id in the journal), none lost or duplicated."""
@@ -417,11 +455,15 @@ def submit_in_flight(counts: list[int]) -> dict[str, Any]:
 
                 with ThreadPoolExecutor(n) as pool:
                     list(pool.map(one, range(n)))
-                out[str(n)] = {**_percentiles(latencies), "held": len(set(ids))}
+                raw = asyncio.run(_raw_submits(broker.sock, n))
+                out[str(n)] = {
+                    "asyncio_connections": _percentiles(raw),
+                    "client_threads": {**_percentiles(latencies), "held": len(set(ids))},
+                }
             in_journal = len(broker.client.jobs())
         finally:
             broker.close()
-    total = sum(counts)
+    total = 2 * sum(counts)
     out["journal"] = {"submitted": total, "held": in_journal, "lost": total - in_journal}
     return out
 
@@ -450,9 +492,9 @@ def main() -> None:
     if args.only in (None, "inflight"):
         result["submit_in_flight"] = submit_in_flight([1, 200, 500])
         print(json.dumps(result["submit_in_flight"]), flush=True)
-    if args.only is None:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "broker.json").write_text(json.dumps(result, indent=2) + "\n")
+    RESULTS.mkdir(exist_ok=True)
+    name = "broker.json" if args.only is None else f"broker-{args.only}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

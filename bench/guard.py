@@ -13,7 +13,9 @@ The overhead is what the broker adds: noticing the pressure (up to one poll: `no
 its decision, the journal writes and the verification on the GPU (`reaction`, from the end of
 `for` after the first reading that saw the pressure). Target: p50 < 300 ms at a 1 s poll. Idle
 CPU: the broker process's CPU time per wall second with nothing to do, with the guard on and
-off, at a 1 s and a 0.25 s poll.
+off. Side by side: a 1 s poll with the pressure sampler (`broker.guard_sample`: free memory
+only, waking the engine on a crossing) at its default 250 ms and at 100 ms, the same poll
+without it, and a 0.25 s poll without it.
 
     .venv/bin/python bench/guard.py [--trials 15] [--idle-seconds 20]
 
@@ -96,7 +98,9 @@ def _unload_time(url: str, host: SimHost, trials: int) -> float:
     return statistics.median(times)
 
 
-def _broker(sim: Path, state: Path, url: str, poll: float, guard: bool) -> Daemon:
+def _broker(
+    sim: Path, state: Path, url: str, poll: float, guard: bool, *, sample: float = 0.0
+) -> Daemon:
     engine = Engine(
         config=parse_config(_config(url, poll, guard), source="bench.yaml"),
         backend=SimBackend(sim),
@@ -104,17 +108,17 @@ def _broker(sim: Path, state: Path, url: str, poll: float, guard: bool) -> Daemo
         state_dir=state,
         poll=poll,
     )
-    daemon = Daemon(engine, poll_interval=poll)
+    daemon = Daemon(engine, poll_interval=poll, sample_interval=sample)
     daemon.start()
     return daemon
 
 
 def _pressure_trials(
-    sim: Path, state: Path, url: str, *, plex_pid: int, poll: float, trials: int
+    sim: Path, state: Path, url: str, *, plex_pid: int, poll: float, sample: float, trials: int
 ) -> list[tuple[float, float]]:
     """(total, noticed) per trial: pressure start -> room free, and -> the guard's first
     reading of it (its release is journaled `for` after that reading)."""
-    daemon = _broker(sim, state, url, poll, guard=True)
+    daemon = _broker(sim, state, url, poll, guard=True, sample=sample)
     host = SimHost(sim)
     journal = daemon.engine.journal
     phase = random.Random(14)
@@ -138,9 +142,9 @@ def _pressure_trials(
 
 
 def _idle_cpu(
-    sim: Path, state: Path, url: str, *, poll: float, guard: bool, seconds: float
+    sim: Path, state: Path, url: str, *, poll: float, sample: float, guard: bool, seconds: float
 ) -> float:
-    daemon = _broker(sim, state, url, poll, guard)
+    daemon = _broker(sim, state, url, poll, guard, sample=sample)
     try:
         time.sleep(poll * 2)
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -183,9 +187,17 @@ def main() -> None:
                 "ollama_unload_median_ms": round(unload * 1000, 1),
                 "polls": {},
             }
-            for i, poll in enumerate((1.0, 0.25)):
+            # The default (a 1 s poll with the 250 ms pressure sampler), a faster sampler, and
+            # the two ways without it: the same poll, and a poll four times as often.
+            for i, (poll, sample) in enumerate(((1.0, 0.25), (1.0, 0.1), (1.0, 0.0), (0.25, 0.0))):
                 runs = _pressure_trials(
-                    sim, root / f"state-p{i}", url, plex_pid=plex.pid, poll=poll, trials=args.trials
+                    sim,
+                    root / f"state-p{i}",
+                    url,
+                    plex_pid=plex.pid,
+                    poll=poll,
+                    sample=sample,
+                    trials=args.trials,
                 )
                 overheads = sorted(t - FOR - unload for t, _ in runs)
                 # What the broker adds once it has seen the pressure and `for` ran out.
@@ -196,12 +208,14 @@ def main() -> None:
                         root / f"idle-{on}{i}",
                         url,
                         poll=poll,
+                        sample=sample,
                         guard=on,
                         seconds=args.idle_seconds,
                     )
                     for on in (True, False)
                 }
-                result["polls"][str(poll)] = {
+                name = f"poll {poll:g}s, sampler " + (f"{sample * 1000:g} ms" if sample else "off")
+                result["polls"][name] = {
                     "trials": len(runs),
                     "total_p50_ms": round(statistics.median(t for t, _ in runs) * 1000, 1),
                     "overhead_p50_ms": round(statistics.median(overheads) * 1000, 1),
@@ -213,7 +227,7 @@ def main() -> None:
                     "idle_cpu_guard_on_pct": round(idle[True] * 100, 2),
                     "idle_cpu_guard_off_pct": round(idle[False] * 100, 2),
                 }
-                print(f"poll {poll}s: {json.dumps(result['polls'][str(poll)])}", flush=True)
+                print(f"{name}: {json.dumps(result['polls'][name])}", flush=True)
             host.close()
         finally:
             for proc in (app, plex):

@@ -36,6 +36,11 @@ class FlakyBackend:
             raise self.error
         return self._sim.snapshot()
 
+    def memory_free(self) -> dict[int, int]:
+        if self.broken:
+            raise self.error
+        return self._sim.memory_free()
+
     def close(self) -> None:
         self._sim.close()
 

@@ -9,11 +9,13 @@ from hypothesis import strategies as st
 from gpuherd.broker.guard import (
     GuardGpu,
     GuardTenant,
+    Outcome,
     Release,
     Released,
     Restore,
     decide,
     required_free,
+    watch_lines,
 )
 from gpuherd.broker.scheduler import TenantState
 from gpuherd.ids import GpuName, TenantName
@@ -242,3 +244,50 @@ def test_a_restore_needs_its_room_for_restore_after_and_no_promised_job(
     assert promised_gib == 0
     assert free_gib * GIB >= chosen.size + SPEC.min_free + SPEC.restore_above
     assert waited >= SPEC.restore_after
+
+
+def _phase(out: Outcome) -> tuple[bool, bool]:
+    """(under pressure, a released tenant has room to come back)."""
+    pressure = out.low_since is not None or isinstance(out.action, Release)
+    room = out.room_since is not None or isinstance(out.action, Restore)
+    return pressure, room
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    tenants=tenants_st,
+    released=released_st,
+    frees=st.lists(st.integers(-4, 28).map(lambda h: h * GIB // 2), min_size=2, max_size=2),
+    promised_gib=st.sampled_from([0, 0, 1]),
+    low_for=st.sampled_from([None, 1.0, 10.0]),
+    waited=st.sampled_from([None, 1.0, 100.0]),
+)
+def test_between_the_watch_lines_the_guard_never_changes_phase(
+    tenants: list[GuardTenant],
+    released: list[Released],
+    frees: list[int],
+    promised_gib: int,
+    low_for: float | None,
+    waited: float | None,
+) -> None:
+    """The pressure sampler wakes the engine only when free memory crosses a watch line: any
+    two readings on the same side of every line must leave the guard in the same phase."""
+    now = 100.0
+    best = max(released, key=lambda r: (r.priority, r.name)).name if released else None
+
+    def at(free: int) -> GuardGpu:
+        return dataclass_replace(
+            gpu(0, promised_gib=promised_gib, low_since=None if low_for is None else now - low_for),
+            free=free,
+            room_since=None if waited is None else now - waited,
+            room_for=best,
+        )
+
+    a, b = frees
+    lines = watch_lines(at(a), tenants, released, now)
+    assert lines == watch_lines(at(b), tenants, released, now)  # they do not move with free
+    if any((a >= line) != (b >= line) for line in lines):
+        return
+    assert _phase(decide(at(a), tenants, released, now)) == _phase(
+        decide(at(b), tenants, released, now)
+    )

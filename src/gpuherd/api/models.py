@@ -49,3 +49,9 @@ class SubmitRequest(BaseModel):
         return Submission(
             job=JobName(self.name or "adhoc"), adhoc=adhoc, not_before=self.not_before, key=key
         )
+
+
+class Created(BaseModel):
+    """The answer to a submission (documented in the OpenAPI schema)."""
+
+    id: str = Field(description="The job's id: its record, logs and result go by it.")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from gpuherd.broker.continuity import write_mark
 from gpuherd.broker.engine import Engine
+from gpuherd.broker.sampling import PressureSampler
 from gpuherd.broker.views import EngineHealth
 
 _MAX_BACKOFF = 60.0
@@ -30,9 +31,19 @@ def _recoverable(exc: Exception) -> bool:
 
 
 class Daemon:
-    def __init__(self, engine: Engine, *, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self, engine: Engine, *, poll_interval: float = 1.0, sample_interval: float = 0.0
+    ) -> None:
         self.engine = engine
         self.poll_interval = poll_interval
+        # Guarded GPUs' free memory read this often between steps (0: only at each step).
+        self.sampler: PressureSampler | None = None
+        if sample_interval > 0 and engine.guarding.guarded:
+            backend = engine.backend
+            guarding = engine.guarding
+            self.sampler = PressureSampler(
+                backend.memory_free, lambda: guarding.watch, self.wake, sample_interval
+            )
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self.log: Callable[[dict[str, object]], None] | None = None  # set once it may print
@@ -52,6 +63,8 @@ class Daemon:
         self.engine.replay()
         self._thread = threading.Thread(target=self._loop, name="gpuherd-engine", daemon=True)
         self._thread.start()
+        if self.sampler is not None:
+            self.sampler.start()
 
     def flush_log(self) -> None:
         """Hand the events written since the last call to `log`, as structured records."""
@@ -115,6 +128,8 @@ class Daemon:
             self._marked_at = time.monotonic()
 
     def stop(self, timeout: float = 30.0) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
         self.stopping.set()
         self._wake.set()
         if self._thread is not None:

@@ -37,6 +37,7 @@ __all__ = [
     "guard_job_id",
     "is_guard_job",
     "required_free",
+    "watch_lines",
 ]
 
 # Job ids are 12 hex digits: a row named this way is never a job.
@@ -182,3 +183,19 @@ def _restore(gpu: GuardGpu, required: int, released: list[Released], now: float)
         why = f"room for {best.name} for {now - since:.1f}s of {gpu.spec.restore_after:g}s"
         return Outcome(None, why, None, since, best.name)
     return Outcome(Restore(best.name), f"restoring {best.name}", None, None, None)
+
+
+def watch_lines(
+    gpu: GuardGpu, tenants: list[GuardTenant], released: list[Released], now: float
+) -> tuple[int, ...]:
+    """The free-memory readings (in `gpu.free`'s terms) at which `decide` could change its mind:
+    the pressure line, and the line above which the released tenant first in line may come
+    back. Between steps, free memory crossing one of them is worth a step now; moving on one
+    side of them is not."""
+    required = required_free(gpu.spec, tenants)
+    lines = [required + gpu.promised]
+    due = [r for r in released if now >= r.released_at + r.cooldown]
+    if due:
+        best = max(due, key=lambda r: (r.priority, r.name))
+        lines.append(best.size + required + gpu.spec.restore_above + gpu.promised)
+    return tuple(lines)

@@ -28,6 +28,7 @@ from gpuherd.broker.guard import (
     decide,
     guard_job_id,
     required_free,
+    watch_lines,
 )
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.keeper import Keeper
@@ -63,6 +64,18 @@ def flapping(
     return len(recent), tenants
 
 
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What the last step saw of one guarded device: its free memory, and the readings of free
+    memory at which the guard would decide otherwise (device terms: the reserve included)."""
+
+    seen: int
+    lines: tuple[int, ...]
+
+    def crossed(self, free: int) -> bool:
+        return any((free >= line) != (self.seen >= line) for line in self.lines)
+
+
 @dataclass
 class Guarding:
     config: Config
@@ -75,6 +88,9 @@ class Guarding:
     notify: Callable[[], None] | None = None
     _timers: dict[GpuName, _Timers] = field(default_factory=dict)
     _rows: set[str] = field(default_factory=set)  # guard rows known to be in the journal
+    # By device index, for the pressure sampler's thread (a whole dict swapped in each step).
+    watch: dict[int, Watch] = field(default_factory=dict)
+    _watching: dict[int, Watch] = field(default_factory=dict)  # being filled by this step
 
     @property
     def guarded(self) -> list[GpuSpec]:
@@ -89,6 +105,7 @@ class Guarding:
         held = held_by_tenant(snap, self.config)
         states = tenant_states(self.config, self.journal, held)
         acted = False
+        self._watching = {}
         for gpu in guarded:
             try:
                 acted = self._step_gpu(gpu, snap, held, states) or acted
@@ -98,6 +115,7 @@ class Guarding:
                     f"guard on {gpu.name}: {type(exc).__name__}: {exc}",
                     job_id=guard_job_id(gpu.name),
                 )
+        self.watch = self._watching
         return acted
 
     def _step_gpu(
@@ -143,7 +161,10 @@ class Guarding:
                 self.journal.record("guard_restore", why, job_id=gid, tenant=row.tenant)
                 self.keeper.restore(row)
             return True
-        out = decide(room, tenants, [_released(r) for r in open_rows], now)
+        released = [_released(r) for r in open_rows]
+        out = decide(room, tenants, released, now)
+        lines = watch_lines(room, tenants, released, now)
+        self._watching[dev.index] = Watch(dev.memory_free, tuple(x + gpu.reserve for x in lines))
         timers.low_since, timers.room_since, timers.room_for = (
             out.low_since,
             out.room_since,

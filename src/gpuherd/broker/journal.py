@@ -86,6 +86,9 @@ class Journal:
         migrate(self._conn)
         self.path.chmod(0o600)
         self._local = threading.local()
+        # Parsed submissions by job id: a row's submission is written once and never changes,
+        # and every step reads every open job (parsing each again cost most of a busy step).
+        self._submissions: dict[str, Submission] = {}
         self._readers_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
 
@@ -152,6 +155,12 @@ class Journal:
             raise mine.error
         assert mine.job_id is not None
         return mine.job_id
+
+    def submit_many(self, submissions: list[Submission]) -> list[JobId]:
+        """Queue them all in one transaction and one fsync, in order; all are written or none
+        (the error is raised). A key used twice in the batch names one job."""
+        with self._write() as conn:
+            return [self._submit_one(conn, s) for s in submissions]
 
     def _commit_submissions(self, batch: list[_Pending]) -> None:
         try:
@@ -244,7 +253,14 @@ class Journal:
 
     def _jobs(self, where: str, args: tuple[object, ...]) -> list[JobRow]:
         sql = f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY submitted_at, id"  # noqa: S608
-        return [JobRow.from_sql(r) for r in self._read.execute(sql, args)]
+        known = self._submissions
+        rows = [JobRow.from_sql(r, known.get(r[0])) for r in self._read.execute(sql, args)]
+        if len(known) > 4 * len(rows) + 1024:  # forget jobs no longer read (a swap: atomic)
+            self._submissions = known = {}
+        for row in rows:
+            if not row.state.final:
+                known.setdefault(row.id, row.submission)
+        return rows
 
     # --- releases (the intents) ---------------------------------------------------------------
 

@@ -51,12 +51,13 @@ class JobRow:
     result: dict[str, Any] | None = None  # the result record, once the job ended
 
     @classmethod
-    def from_sql(cls, r: tuple[Any, ...]) -> JobRow:
-        """From a row of the journal's `jobs` table, in its column order."""
+    def from_sql(cls, r: tuple[Any, ...], submission: Submission | None = None) -> JobRow:
+        """From a row of the journal's `jobs` table, in its column order; `submission`: the
+        row's submission parsed before (it never changes once written)."""
         return cls(
             id=JobId(r[0]),
             name=r[1],
-            submission=Submission.from_json(r[2], name=r[1], key=r[11]),
+            submission=submission or Submission.from_json(r[2], name=r[1], key=r[11]),
             state=JobState(r[3]),
             submitted_at=r[4],
             started_at=r[5],

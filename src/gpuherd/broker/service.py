@@ -9,6 +9,7 @@ from pathlib import Path
 from gpuherd.broker.clock import SYSTEM, Clock, wait_until
 from gpuherd.broker.daemon import Daemon
 from gpuherd.broker.errors import AdhocDisabled, SubmissionError, UnknownJob
+from gpuherd.broker.intake import Intake
 from gpuherd.broker.states import JobState
 from gpuherd.broker.submission import Submission
 from gpuherd.broker.views import Views
@@ -28,6 +29,7 @@ class Broker:
             published=lambda: self.engine.published,
             health=lambda: daemon.health,
         )
+        self.intake = Intake(self.engine.journal, daemon.wake)
 
     def check(self, submission: Submission) -> None:
         """Raise UnknownJob, AdhocDisabled or SubmissionError unless it can be queued."""
@@ -49,6 +51,11 @@ class Broker:
         job_id = self.engine.journal.submit(submission)
         self.daemon.wake()
         return job_id
+
+    async def submit_async(self, submission: Submission) -> JobId:
+        """`submit` from an event loop: written with whatever else is pending, in one batch."""
+        self.check(submission)
+        return await self.intake.submit(submission)
 
     def cancel(self, job_id: str, *, wait: float = 60.0) -> JobState:
         """Cancel a queued job at once; ask the loop to stop a started one (its tenants are

@@ -207,7 +207,9 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
         poll=min(cfg.broker.poll_interval, 0.05),  # waits on a release or restore
         launcher=None if kube is None else kube.launcher,
     )
-    daemon = Daemon(engine, poll_interval=cfg.broker.poll_interval)
+    daemon = Daemon(
+        engine, poll_interval=cfg.broker.poll_interval, sample_interval=cfg.broker.guard_sample
+    )
     if kube is not None:
         kube.start(daemon, journal)
     broker = Broker(daemon)

@@ -72,6 +72,11 @@ class GpuBackend(Protocol):
 
     def snapshot(self) -> GpuSnapshot: ...
 
+    def memory_free(self) -> dict[int, int]:
+        """Free bytes by device index, and nothing else: cheap enough to read ten times a
+        second (a snapshot also lists and attributes every process)."""
+        ...
+
     def close(self) -> None: ...
 
 

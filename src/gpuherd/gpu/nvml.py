@@ -159,27 +159,40 @@ class NvmlBackend:
             cuda_version=_cuda_version(q("nvmlSystemGetCudaDriverVersion")),
         )
 
+    def memory_free(self) -> dict[int, int]:
+        q = self.nvml.query
+        free: dict[int, int] = {}
+        for index in range(q("nvmlDeviceGetCount") or 0):
+            handle = q("nvmlDeviceGetHandleByIndex", index)
+            if handle is not None:
+                free[index] = self._memory(handle)[2]
+        return free
+
+    def _memory(self, handle: Any) -> tuple[int, int, int, int | None]:
+        """(total, used, free, reserved) of one device; reserved is None on old drivers."""
+        q = self.nvml.query
+        mem = q("nvmlDeviceGetMemoryInfo", handle, version=self.nvml.lib.nvmlMemory_v2)
+        if mem is not None:
+            return int(mem.total), int(mem.used), int(mem.free), int(mem.reserved)
+        # Drivers before r510 lack the v2 struct; v1's `used` includes reserved memory.
+        mem = q("nvmlDeviceGetMemoryInfo", handle)
+        if mem is None:
+            return 0, 0, 0, None
+        return int(mem.total), int(mem.used), int(mem.free), None
+
     def _device(self, index: int, handle: Any) -> GpuDevice:
         q = self.nvml.query
         lib = self.nvml.lib
-        reserved: int | None
-        mem = q("nvmlDeviceGetMemoryInfo", handle, version=lib.nvmlMemory_v2)
-        if mem is not None:
-            total, used, free, reserved = mem.total, mem.used, mem.free, mem.reserved
-        else:
-            # Drivers before r510 lack the v2 struct; v1's `used` includes reserved memory.
-            mem = q("nvmlDeviceGetMemoryInfo", handle)
-            total, used, free = (mem.total, mem.used, mem.free) if mem is not None else (0, 0, 0)
-            reserved = None
+        total, used, free, reserved = self._memory(handle)
         rates = q("nvmlDeviceGetUtilizationRates", handle)
         return GpuDevice(
             index=index,
             uuid=GpuUuid(q("nvmlDeviceGetUUID", handle) or f"GPU-unknown-{index}"),
             name=q("nvmlDeviceGetName", handle) or "NVIDIA GPU",
-            memory_total=int(total),
-            memory_used=int(used),
-            memory_free=int(free),
-            memory_reserved=None if reserved is None else int(reserved),
+            memory_total=total,
+            memory_used=used,
+            memory_free=free,
+            memory_reserved=reserved,
             utilization=None if rates is None else int(rates.gpu),
             temperature=q("nvmlDeviceGetTemperature", handle, lib.NVML_TEMPERATURE_GPU),
         )

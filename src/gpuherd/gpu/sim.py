@@ -274,6 +274,26 @@ class SimHost:
             cuda_version=None,
         )
 
+    def memory_free(self) -> dict[int, int]:
+        """Free bytes by device: one query for the devices and what each process holds on
+        them, then one /proc read per process (a dead one holds nothing); no command lines."""
+        rows = self._conn.execute(
+            "SELECT d.idx, d.total - d.reserved, h.pid, h.start_ticks, SUM(h.bytes) "
+            "FROM devices d LEFT JOIN holders h ON h.gpu = d.idx "
+            "GROUP BY d.idx, h.pid, h.start_ticks"
+        ).fetchall()
+        free: dict[int, int] = {}
+        live: dict[int, int | None] = {}
+        for idx, room, pid, ticks, nbytes in rows:
+            free.setdefault(idx, room)
+            if pid is None:
+                continue
+            if pid not in live:
+                live[pid] = start_ticks(pid)
+            if live[pid] == ticks:
+                free[idx] -= nbytes
+        return {idx: max(0, n) for idx, n in free.items()}
+
     def _cmdline(self, holder: _Holder) -> tuple[str, ...] | None:
         key = (holder.pid, holder.start_ticks)
         if key not in self._cmdlines:
@@ -460,6 +480,9 @@ class SimBackend:
 
     def snapshot(self) -> GpuSnapshot:
         return self.host.snapshot()
+
+    def memory_free(self) -> dict[int, int]:
+        return self.host.memory_free()
 
     def close(self) -> None:
         self.host.close()

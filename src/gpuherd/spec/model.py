@@ -593,6 +593,9 @@ class JobSpec(SpecModel):
 class BrokerSpec(SpecModel):
     allow_adhoc: bool = False
     poll_interval: Annotated[Duration, Field(gt=0)] = 1.0
+    # Between polls, guarded GPUs' free memory is read this often (a cheap reading, no process
+    # list) and a crossing of the guard's lines steps the engine at once; 0 turns it off.
+    guard_sample: Annotated[Duration, Field(ge=0)] = 0.25
     # A failed restore is retried after restore_retry, doubling up to restore_retry_max.
     restore_retry: Annotated[Duration, Field(gt=0)] = 5.0
     restore_retry_max: Annotated[Duration, Field(gt=0)] = 300.0
