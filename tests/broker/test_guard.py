@@ -259,20 +259,19 @@ def _phase(out: Outcome) -> tuple[bool, bool]:
     released=released_st,
     frees=st.lists(st.integers(-4, 28).map(lambda h: h * GIB // 2), min_size=2, max_size=2),
     promised_gib=st.sampled_from([0, 0, 1]),
-    low_for=st.sampled_from([None, 1.0, 10.0]),
-    waited=st.sampled_from([None, 1.0, 100.0]),
+    timers=st.tuples(st.sampled_from([None, 1.0, 10.0]), st.sampled_from([None, 1.0, 100.0])),
 )
 def test_between_the_watch_lines_the_guard_never_changes_phase(
     tenants: list[GuardTenant],
     released: list[Released],
     frees: list[int],
     promised_gib: int,
-    low_for: float | None,
-    waited: float | None,
+    timers: tuple[float | None, float | None],
 ) -> None:
     """The pressure sampler wakes the engine only when free memory crosses a watch line: any
     two readings on the same side of every line must leave the guard in the same phase."""
     now = 100.0
+    low_for, waited = timers  # how long the pressure, and the room, have lasted
     best = max(released, key=lambda r: (r.priority, r.name)).name if released else None
 
     def at(free: int) -> GuardGpu:
