@@ -376,15 +376,16 @@ class Journal:
         )
         return {TenantName(t): max(0.0, float(c or 0.0)) for t, c in self._read.execute(sql)}
 
-    def guard_job(self, job_id: JobId) -> None:
-        """The row a GPU's headroom guard journals its releases under (`guard.guard_job_id`).
-        No job runs in it: it is born ended, so no job path (queue, replay) ever picks it up."""
+    def guard_job(self, job_id: JobId, *, reason: str = "guard") -> None:
+        """The row a GPU's headroom guard journals its releases under (`guard.guard_job_id`),
+        or another holder of releases that no job made (`reason` says which). No job runs in
+        it: it is born ended, so no job path (queue, replay) ever picks it up."""
         now = self._clock()
         with self._write() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO jobs (id, name, submission, state, submitted_at, ended_at, "
-                "reason) VALUES (?, ?, ?, 'succeeded', ?, ?, 'guard')",
-                (job_id, job_id, json.dumps({"job": job_id}), now, now),
+                "reason) VALUES (?, ?, ?, 'succeeded', ?, ?, ?)",
+                (job_id, job_id, json.dumps({"job": job_id}), now, now, reason),
             )
 
     # --- schedules ----------------------------------------------------------------------------

@@ -133,8 +133,9 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
         typer.Option(
             "--accept-journal-loss",
             help="Start even though the journal is not the one this broker last wrote, or lost "
-            "its last writes (a deleted or truncated WAL). What was released then is unknown: "
-            "check every tenant by hand.",
+            "its last writes (a deleted or truncated WAL). Tenants of the config not running "
+            "on this host whose method can start them (signal with start, command) are "
+            "restored; every other doubt is a journal_loss_check event to act on.",
         ),
     ] = False,
     proc_root: Annotated[
@@ -185,6 +186,7 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
         fail(str(exc), code=Exit.USAGE)
     except OSError as exc:
         fail(f"--state {state_dir}: {exc.strerror or exc}", code=Exit.USAGE)
+    lost = False
     try:
         journal = Journal(state_dir / "journal.db")
         check_mark(state_dir, journal)
@@ -197,6 +199,7 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
                 code=Exit.USAGE,
             )
         journal.record("journal_loss_accepted", str(exc))
+        lost = True
     except (JournalError, sqlite3.Error, OSError) as exc:
         fail(f"{state_dir / 'journal.db'}: {exc}", code=Exit.USAGE)
     engine = Engine(
@@ -207,6 +210,10 @@ def serve(  # noqa: PLR0912, PLR0915 - one linear start-up sequence
         poll=min(cfg.broker.poll_interval, 0.05),  # waits on a release or restore
         launcher=None if kube is None else kube.launcher,
     )
+    if lost:  # what the host alone can tell is journaled for recovery; the rest, as events
+        from gpuherd.broker.rebuild import rebuild
+
+        rebuild(cfg, journal, engine.backend.snapshot())
     daemon = Daemon(
         engine, poll_interval=cfg.broker.poll_interval, sample_interval=cfg.broker.guard_sample
     )
