@@ -25,6 +25,7 @@ class Exit(IntEnum):
     USAGE = 2  # bad arguments or bad input files
     NO_GPU = 3  # no GPU backend could be opened here
     NO_BROKER = 4  # no broker answers on the socket or URL
+    NO_CLUSTER = 4  # the Kubernetes API server cannot be reached or read (--cluster)
 
 
 stdout = Console(highlight=False, soft_wrap=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO, cast
+from typing import TYPE_CHECKING, Annotated, BinaryIO, cast
 
 import typer
 
 from gpuherd.cli.common import Exit, fail, finish_batch, start_batch, stdout, write_out
+
+if TYPE_CHECKING:
+    from gpuherd.lint.engine import LintOptions, LintResult
 
 
 class Format(StrEnum):
@@ -123,6 +126,70 @@ def _describe(explain: str | None) -> None:
     )
 
 
+def _check_cluster_flags(
+    cluster: bool,
+    paths: list[Path],
+    *,
+    kubeconfig: Path | None,
+    context: str | None,
+    namespace: str | None,
+    all_namespaces: bool,
+) -> None:
+    """--cluster reads live objects or files are linted: one source per run, so a finding's
+    location is always of one kind and cross-object evidence never mixes the two."""
+    if cluster:
+        if paths:
+            fail(
+                "--cluster lints the live objects, not files: run `gpuherd lint PATH...` separately"
+            )
+        if namespace is not None and all_namespaces:
+            fail("--namespace and --all-namespaces: choose one")
+        return
+    given = [
+        flag
+        for flag, value in (
+            ("--kubeconfig", kubeconfig),
+            ("--context", context),
+            ("--namespace", namespace),
+            ("--all-namespaces", all_namespaces or None),
+        )
+        if value is not None
+    ]
+    if given:
+        fail(f"{', '.join(given)} only with --cluster")
+
+
+def _lint_cluster(
+    options: LintOptions,
+    *,
+    kubeconfig: Path | None,
+    context: str | None,
+    namespace: str | None,
+) -> LintResult:
+    """The live objects through the rules; JSON gets a `cluster` section saying what was read."""
+    from gpuherd.cli.cluster import read_or_exit
+    from gpuherd.lint.cluster import lint_objects
+
+    snapshot = read_or_exit(
+        "--cluster", kubeconfig=kubeconfig, context=context, namespace=namespace
+    )
+    start_batch()
+    result = lint_objects(snapshot.objects, options)
+    result.extra = {
+        "cluster": {
+            "server": snapshot.server,
+            "namespace": namespace,
+            "namespaces_read_one_by_one": snapshot.namespaces,
+            "read": snapshot.read,
+            "skipped": [
+                {"resource": s.resource, "namespace": s.namespace, "reason": s.reason}
+                for s in snapshot.skipped
+            ],
+        }
+    }
+    return result
+
+
 def lint(
     paths: Annotated[
         list[Path] | None,
@@ -132,6 +199,49 @@ def lint(
             show_default=False,
         ),
     ] = None,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Lint the live objects of a Kubernetes cluster instead of files: its "
+            "workloads, judged with its Nodes, RuntimeClasses, volumes and sharing configs.",
+        ),
+    ] = False,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            help="With --cluster: the kubeconfig (default: $KUBECONFIG, then ~/.kube/config; "
+            "in a pod, its service account).",
+            show_default=False,
+        ),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="With --cluster: the kubeconfig context (default: its current one).",
+            show_default=False,
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="With --cluster: only this namespace's workloads (cluster-wide Nodes, "
+            "RuntimeClasses and the like are still read).",
+            show_default=False,
+        ),
+    ] = None,
+    all_namespaces: Annotated[
+        bool,
+        typer.Option(
+            "--all-namespaces",
+            "-A",
+            help="With --cluster: every namespace the credentials may list (the default).",
+        ),
+    ] = False,
     fmt: Annotated[
         Format, typer.Option("--format", "-f", help="text, json or sarif.")
     ] = Format.text,
@@ -208,13 +318,24 @@ def lint(
     if list_rules or explain is not None:
         _describe(explain)
         return
-    if not paths:
-        fail("give at least one file or directory (or - for standard input)")
+    _check_cluster_flags(
+        cluster,
+        paths or [],
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+        all_namespaces=all_namespaces,
+    )
+    if not paths and not cluster:
+        fail("give at least one file or directory (or - for standard input), or --cluster")
     if show_statistics and fmt == Format.sarif:
         fail("--statistics prints text or JSON, not SARIF")
     overrides = _overrides(severity_override or [], known)
-    files = [p for p in paths if str(p) != "-"]
-    sources, unreadable = _read_sources(files, stdin=len(files) != len(paths))
+    files = [p for p in paths or [] if str(p) != "-"]
+    sources: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str]] = []
+    if not cluster:
+        sources, unreadable = _read_sources(files, stdin=len(files) != len(paths or []))
     config_path = config or (find_config(files[0]) if files else find_config(Path.cwd()))
     try:
         settings = load_lint_config(config_path, RULES) if config_path else None
@@ -233,8 +354,11 @@ def lint(
             **cast(dict[str, Severity], overrides),
         },
     )
-    start_batch()
-    result = lint_sources(sources, options)
+    if cluster:
+        result = _lint_cluster(options, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    else:
+        start_batch()
+        result = lint_sources(sources, options)
     result.files += len(unreadable)
     result.findings.extend(
         Finding(

@@ -16,6 +16,7 @@ from gpuherd.cli.common import (
     finish_batch,
     load_config_or_exit,
     start_batch,
+    stderr,
     stdout,
     write_out,
 )
@@ -128,23 +129,68 @@ def _render_guard(guards: list[dict[str, Any]]) -> None:
             )
 
 
-def _load(config: Path | None, manifests: list[Path]) -> Config:
+def _cluster_docs(kubeconfig: Path | None, context: str | None, base: Config | None) -> list[Any]:
+    """The live GPU workloads and the Nodes, as `--from-k8s` reads them from files."""
+    from gpuherd.cli.cluster import read_or_exit
+    from gpuherd.spec.from_k8s import gpus_from_nodes, node_gpu_capacity
+
+    snapshot = read_or_exit(
+        "--from-cluster", kubeconfig=kubeconfig, context=context, facts=("nodes",)
+    )
+    from gpuherd.k8s.live import planner_docs  # the client is there: read_or_exit checked
+
+    docs = planner_docs(snapshot)
+    if base is not None and base.gpus:
+        return docs
+    labelled = {g["node"] for g in gpus_from_nodes(docs)}
+    unlabelled = [
+        str(n["metadata"]["name"])
+        for n in snapshot.of_kind("Node")
+        if node_gpu_capacity(n) and n["metadata"]["name"] not in labelled
+    ]
+    if unlabelled:
+        stderr.print(
+            f"nodes with GPUs but no nvidia.com/gpu.memory label (GPU Feature Discovery), left "
+            f"out: {', '.join(unlabelled)}; declare their GPUs in -c",
+            markup=False,
+        )
+    if not labelled:
+        fail(
+            f"--from-cluster: no Node of {snapshot.server} has GPUs labelled with "
+            "nvidia.com/gpu.memory",
+            hint="run GPU Feature Discovery, or declare the GPUs in -c",
+        )
+    return docs
+
+
+def _load(
+    config: Path | None,
+    manifests: list[Path],
+    *,
+    from_cluster: bool = False,
+    kubeconfig: Path | None = None,
+    context: str | None = None,
+) -> Config:
     from pydantic import ValidationError
 
     from gpuherd.plan.k8s_input import ManifestError, merged_config, read_manifests
     from gpuherd.spec import Config
 
-    if not manifests:
+    if not manifests and not from_cluster:
         return load_config_or_exit(config or Path("gpuherd.yaml"))
     base = load_config_or_exit(config) if config is not None else None
+    flag = "--from-cluster" if from_cluster else "--from-k8s"
     try:
-        docs = read_manifests(manifests)
+        if from_cluster:
+            docs = _cluster_docs(kubeconfig, context, base)
+        else:
+            docs = read_manifests(manifests)
         data = merged_config(base, docs)
         return Config.model_validate(data)
     except ManifestError as exc:
         fail(str(exc))
     except (ValidationError, ValueError) as exc:
-        fail(f"--from-k8s: the derived tenants do not validate: {str(exc).splitlines()[0]}")
+        fail(f"{flag}: the derived tenants do not validate: {str(exc).splitlines()[0]}")
 
 
 def plan(
@@ -154,7 +200,8 @@ def plan(
             "--config",
             "-c",
             envvar="GPUHERD_CONFIG",
-            help="gpuherd.yaml (default: ./gpuherd.yaml; optional with --from-k8s).",
+            help="gpuherd.yaml (default: ./gpuherd.yaml; optional with --from-k8s and "
+            "--from-cluster).",
             show_default=False,
         ),
     ] = None,
@@ -165,6 +212,31 @@ def plan(
             help="Manifests (files or directories) to derive tenants "
             "from (gpuherd.io/vram, /priority, /active annotations, vLLM args, HAMi and "
             "KAI requests) and, without -c, GPUs from labelled Nodes. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    from_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--from-cluster",
+            help="Derive tenants from the live GPU workloads of a Kubernetes cluster (as "
+            "--from-k8s does from manifests) and, without GPUs in -c, GPUs from its Nodes.",
+        ),
+    ] = False,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            help="With --from-cluster: the kubeconfig (default: $KUBECONFIG, then "
+            "~/.kube/config; in a pod, its service account).",
+            show_default=False,
+        ),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="With --from-cluster: the kubeconfig context (default: its current one).",
             show_default=False,
         ),
     ] = None,
@@ -223,8 +295,14 @@ def plan(
             fail(f"--week-start {week_start!r}: expected a date like 2026-11-23")
         if start.weekday() != 0:
             fail(f"--week-start {week_start}: a week starts on a Monday")
+    if from_cluster and from_k8s:
+        fail("--from-cluster and --from-k8s: choose one")
+    if not from_cluster and (kubeconfig is not None or context is not None):
+        fail("--kubeconfig and --context only with --from-cluster")
     start_batch()
-    declared = _load(config, from_k8s or [])
+    declared = _load(
+        config, from_k8s or [], from_cluster=from_cluster, kubeconfig=kubeconfig, context=context
+    )
     result = make_plan(declared, week_start=start)
     emitted = make_emissions(declared, result, wanted, sharing.value) if wanted else []
     if emitted:

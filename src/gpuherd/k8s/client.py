@@ -25,11 +25,40 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError as TransportError
 
 Obj = dict[str, Any]
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 _SCALE_ATTEMPTS = 8
+_PAGE = 500  # objects per LIST page (`limit`), as kubectl asks
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_LIST_TIMEOUT = (10, 120)  # seconds: connect, read one page
+# resource -> (API attribute, list in all namespaces / cluster-scoped, list in one namespace)
+_LISTS: dict[str, tuple[str, str, str | None]] = {
+    "namespaces": ("core", "list_namespace", None),
+    "nodes": ("core", "list_node", None),
+    "pods": ("core", "list_pod_for_all_namespaces", "list_namespaced_pod"),
+    "configmaps": ("core", "list_config_map_for_all_namespaces", "list_namespaced_config_map"),
+    "persistentvolumes": ("core", "list_persistent_volume", None),
+    "persistentvolumeclaims": (
+        "core",
+        "list_persistent_volume_claim_for_all_namespaces",
+        "list_namespaced_persistent_volume_claim",
+    ),
+    "deployments": ("apps", "list_deployment_for_all_namespaces", "list_namespaced_deployment"),
+    "statefulsets": (
+        "apps",
+        "list_stateful_set_for_all_namespaces",
+        "list_namespaced_stateful_set",
+    ),
+    "daemonsets": ("apps", "list_daemon_set_for_all_namespaces", "list_namespaced_daemon_set"),
+    "replicasets": ("apps", "list_replica_set_for_all_namespaces", "list_namespaced_replica_set"),
+    "jobs": ("batch", "list_job_for_all_namespaces", "list_namespaced_job"),
+    "cronjobs": ("batch", "list_cron_job_for_all_namespaces", "list_namespaced_cron_job"),
+    "storageclasses": ("storage", "list_storage_class", None),
+    "runtimeclasses": ("node_api", "list_runtime_class", None),
+}
 
 
 class KubeError(Exception):
@@ -100,20 +129,35 @@ class KubeClient:
         self.coordination = k8s.CoordinationV1Api(api_client)
         self.autoscaling = k8s.AutoscalingV2Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
+        self.storage = k8s.StorageV1Api(api_client)
+        self.node_api = k8s.NodeV1Api(api_client)
         self.lock = threading.Lock()
         self.requests = 0
         self.conflicts = 0  # 409s met by `scale` and retried
+        self.namespace = "default"  # the context's namespace (the service account's in a pod)
+
+    @property
+    def server(self) -> str:
+        return str(self.api_client.configuration.host)
 
     @classmethod
-    def load(cls, kubeconfig: Path | None = None) -> KubeClient:
-        """A kubeconfig file when given (or $KUBECONFIG); in a pod, the service account."""
+    def load(cls, kubeconfig: Path | None = None, *, context: str | None = None) -> KubeClient:
+        """A kubeconfig file when given (or $KUBECONFIG, then ~/.kube/config) at its current
+        context or `context`; in a pod without either, the service account."""
         try:
-            if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
                 k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-                return cls(k8s.ApiClient())
+                made = cls(k8s.ApiClient())
+                with contextlib.suppress(OSError):
+                    made.namespace = _SA_NAMESPACE.read_text().strip() or made.namespace
+                return made
             path = str(kubeconfig) if kubeconfig is not None else None
-            return cls(k8s_config.new_client_from_config(path))  # type: ignore[no-untyped-call]
-        except (ConfigException, OSError, TypeError, ValueError) as exc:
+            made = cls(k8s_config.new_client_from_config(path, context=context))  # type: ignore[no-untyped-call]
+            contexts, active = k8s_config.list_kube_config_contexts(path)  # type: ignore[no-untyped-call]
+            chosen = next((c for c in contexts if c.get("name") == context), None) or active
+            made.namespace = str((chosen.get("context") or {}).get("namespace") or "default")
+            return made
+        except (ConfigException, OSError, TypeError, ValueError, AttributeError) as exc:
             where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
             raise ConfigError(f"cannot load the Kubernetes config {where}: {exc}") from None
 
@@ -128,8 +172,11 @@ class KubeClient:
             resp = fn(*args, _preload_content=False, **kwargs)
         except ApiException as exc:
             raise _error(exc) from None
-        except OSError as exc:  # refused, reset: urllib3 errors derive from it
+        except OSError as exc:  # reset midway
             raise KubeError(0, f"the API server did not answer: {exc}") from None
+        except TransportError as exc:  # refused, unresolvable, TLS: urllib3 gave up retrying
+            reason = getattr(exc, "reason", None) or exc
+            raise KubeError(0, f"the API server {self.server} did not answer: {reason}") from None
         data = resp.data
         return dict(json.loads(data)) if data else {}
 
@@ -370,3 +417,24 @@ class KubeClient:
 
     def create_event(self, namespace: str, body: Obj) -> None:
         self._call(self.core.create_namespaced_event, namespace, body)
+
+    # --- reading what runs (lint --cluster, plan --from-cluster) ----------------------------
+    def list_all(self, resource: str, namespace: str | None = None) -> list[Obj]:
+        """Every object of `resource` (`deployments`, `nodes`...: see _LISTS) in all namespaces
+        or in `namespace`, page by page. Each item carries `apiVersion` and `kind`, which a
+        real server leaves out of list items."""
+        api_name, every, one = _LISTS[resource]
+        api = getattr(self, api_name)
+        fn = getattr(api, every if namespace is None or one is None else one)
+        args = () if namespace is None or one is None else (namespace,)
+        items: list[Obj] = []
+        token: str | None = None
+        while True:
+            more = {"_continue": token} if token else {}
+            page = self._call(fn, *args, limit=_PAGE, _request_timeout=_LIST_TIMEOUT, **more)
+            kind = str(page.get("kind") or "").removesuffix("List")
+            version = page.get("apiVersion")
+            items += [{"apiVersion": version, "kind": kind, **i} for i in page.get("items") or []]
+            token = (page.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return items

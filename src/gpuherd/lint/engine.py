@@ -48,6 +48,8 @@ class LintOptions:
 class LintResult:
     files: int
     findings: list[Finding]
+    unit: str = "file"  # what `files` counts, in the text summary ("object" for --cluster)
+    extra: dict[str, object] = field(default_factory=dict)  # more top-level keys for JSON
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:

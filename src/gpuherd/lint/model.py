@@ -11,7 +11,10 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2}
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finding:
-    """One problem at a 1-based line and column; `object` names the Kubernetes object etc."""
+    """One problem at a 1-based line and column; `object` names the Kubernetes object etc.
+    A finding on a live object (`lint --cluster`) has no line: `file` is
+    `cluster:NAMESPACE/Kind/NAME`, line and column are 0 and `field` is the path inside the
+    object (`spec.template.spec.containers[0].resources.limits`; "" for the whole object)."""
 
     rule: str
     severity: Severity
@@ -21,6 +24,7 @@ class Finding:
     object: str
     message: str
     fix: str
+    field: str | None = None
 
     def sort_key(self) -> tuple[str, int, int, str]:
         return (self.file, self.line, self.column, self.rule)

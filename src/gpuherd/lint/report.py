@@ -8,17 +8,29 @@ from typing import Any
 
 from gpuherd import __version__
 from gpuherd.lint.engine import LintResult
+from gpuherd.lint.model import Finding
 from gpuherd.lint.rules import RULES
 from gpuherd.lint.rules.api import Rule
 
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
 
+def location(f: Finding) -> str:
+    """FILE:LINE:COL, or for a live object `cluster:NS/Kind/NAME: field.path`."""
+    if f.field is None:
+        return f"{f.file}:{f.line}:{f.column}"
+    return f"{f.file}: {f.field}" if f.field else f.file
+
+
+def _units(result: LintResult) -> str:
+    return f"{result.files} {result.unit}{'s' if result.files != 1 else ''}"
+
+
 def as_text(result: LintResult) -> str:
     lines = []
     for f in result.findings:
         where = f" [{f.object}]" if f.object else ""
-        lines.append(f"{f.file}:{f.line}:{f.column}: {f.severity} {f.rule} {f.message}{where}")
+        lines.append(f"{location(f)}: {f.severity} {f.rule} {f.message}{where}")
         lines.append(f"    fix: {f.fix}")
     counts = Counter(f.severity for f in result.findings)
     total = len(result.findings)
@@ -30,7 +42,7 @@ def as_text(result: LintResult) -> str:
     lines.append(
         f"{total} finding{'s' if total != 1 else ''}"
         + (f" ({detail})" if detail else "")
-        + f" in {result.files} file{'s' if result.files != 1 else ''}"
+        + f" in {_units(result)}"
     )
     return "\n".join(lines)
 
@@ -50,9 +62,7 @@ def as_statistics_text(result: LintResult) -> str:
     lines = [f"{'count':>5}  {'rule':<{width}}  severity"]
     lines += [f"{n:>5}  {rule:<{width}}  {severity}" for rule, severity, n in rows]
     total = len(result.findings)
-    lines.append(
-        f"{total:>5}  {'total':<{width}}  in {result.files} file{'s' if result.files != 1 else ''}"
-    )
+    lines.append(f"{total:>5}  {'total':<{width}}  in {_units(result)}")
     return "\n".join(lines)
 
 
@@ -66,9 +76,26 @@ def as_statistics_json(result: LintResult) -> str:
                 {"rule": rule, "severity": severity, "count": n}
                 for rule, severity, n in statistics(result)
             ],
+            **result.extra,
         },
         indent=2,
     )
+
+
+def _finding_json(f: Finding) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "rule": f.rule,
+        "severity": f.severity,
+        "file": f.file,
+        "line": f.line,
+        "column": f.column,
+        "object": f.object,
+        "message": f.message,
+        "fix": f.fix,
+    }
+    if f.field is not None:
+        found["field"] = f.field
+    return found
 
 
 def as_json(result: LintResult) -> str:
@@ -76,19 +103,8 @@ def as_json(result: LintResult) -> str:
         {
             "version": 1,
             "files": result.files,
-            "findings": [
-                {
-                    "rule": f.rule,
-                    "severity": f.severity,
-                    "file": f.file,
-                    "line": f.line,
-                    "column": f.column,
-                    "object": f.object,
-                    "message": f.message,
-                    "fix": f.fix,
-                }
-                for f in result.findings
-            ],
+            "findings": [_finding_json(f) for f in result.findings],
+            **result.extra,
         },
         indent=2,
     )
@@ -110,6 +126,28 @@ def _sarif_rule(rule_id: str, rule: Rule) -> dict[str, Any]:
         "help": {"text": full, "markdown": full},
         "defaultConfiguration": {"level": _SARIF_LEVEL[rule.SEVERITY]},
         "properties": {"tags": ["gpu"]},
+    }
+
+
+def _sarif_location(f: Finding) -> dict[str, Any]:
+    if f.field is None:
+        return {
+            "physicalLocation": {
+                "artifactLocation": {"uri": f.file},
+                "region": {"startLine": f.line, "startColumn": f.column},
+            }
+        }
+    # A live object has no file: a stable URI names it, the field path is its logical place.
+    name = f.file.removeprefix("cluster:")
+    return {
+        "physicalLocation": {"artifactLocation": {"uri": f"k8s://{name}"}},
+        "logicalLocations": [
+            {
+                "name": f.field or name,
+                "fullyQualifiedName": f"{name}:{f.field}" if f.field else name,
+                "kind": "property" if f.field else "object",
+            }
+        ],
     }
 
 
@@ -163,14 +201,7 @@ def as_sarif(result: LintResult) -> str:
                             "ruleIndex": index[f.rule],
                             "level": _SARIF_LEVEL[f.severity],
                             "message": {"text": f"{f.message}. Fix: {f.fix}"},
-                            "locations": [
-                                {
-                                    "physicalLocation": {
-                                        "artifactLocation": {"uri": f.file},
-                                        "region": {"startLine": f.line, "startColumn": f.column},
-                                    }
-                                }
-                            ],
+                            "locations": [_sarif_location(f)],
                         }
                         for f in result.findings
                     ],

@@ -70,10 +70,12 @@ _ALL = ("all",)
 RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "namespaces", "Namespace", False, ("ns",)),
     Resource("", "v1", "nodes", "Node", False, ("no",)),
+    Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",), ()),
     Resource("", "v1", "pods", "Pod", True, ("po",), ("log", "status"), _ALL),
     Resource("", "v1", "events", "Event", True, ("ev",), ()),
     Resource("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",)),
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",)),
+    Resource("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",), _ALL),
     Resource(
         "apps", "v1", "deployments", "Deployment", True, ("deploy",), ("scale", "status"), _ALL
     ),

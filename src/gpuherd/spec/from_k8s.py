@@ -184,8 +184,21 @@ def tenants_from_manifests(docs: list[Any], gpu_by_node: dict[str, str]) -> dict
     return tenants
 
 
+def node_gpu_capacity(doc: dict[str, Any]) -> int:
+    """`nvidia.com/gpu` (or `.shared`) in a Node's status capacity: GPUs x time-slicing replicas."""
+    capacity = _dict(_dict(doc.get("status")).get("capacity"))
+    return max(
+        (
+            int(_number(capacity.get(name, "x")) or 0)
+            for name in ("nvidia.com/gpu", "nvidia.com/gpu.shared")
+        ),
+        default=0,
+    )
+
+
 def gpus_from_nodes(docs: list[Any]) -> list[dict[str, Any]]:
-    """GPUs of Node objects labelled by GPU feature discovery (memory in MiB, replicas)."""
+    """GPUs of Node objects labelled by GPU feature discovery (memory in MiB, replicas); the
+    count from `nvidia.com/gpu.count`, else the capacity divided by the replicas."""
     gpus = []
     for doc in docs:
         if not isinstance(doc, dict) or doc.get("kind") != "Node":
@@ -195,8 +208,9 @@ def gpus_from_nodes(docs: list[Any]) -> list[dict[str, Any]]:
         if memory is None:
             continue
         name = str(_dict(doc.get("metadata")).get("name", "node"))
-        count = int(_number(labels.get("nvidia.com/gpu.count", "1")) or 1)
         shares = int(_number(labels.get("nvidia.com/gpu.replicas", "1")) or 1)
+        counted = _number(labels.get("nvidia.com/gpu.count", "x"))
+        count = int(counted or 0) or node_gpu_capacity(doc) // max(shares, 1) or 1
         for index in range(count):
             gpus.append(
                 {
