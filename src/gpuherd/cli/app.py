@@ -66,8 +66,29 @@ app.command(name="ui")(ui_cmd.ui)
 
 
 @app.command()
-def demo() -> None:
-    """Run the demo: a simulated 12 GiB GPU, two workloads on it, and `gpuherd gpus`."""
+def demo(
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes",
+            help="The nightly-render story on a simulated two-node k3s cluster: a broker per "
+            "node scales Ollama to zero for a queued Job and back (needs gpuherd[simcluster]).",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --kubernetes: one JSON object, no narrative.")
+    ] = False,
+) -> None:
+    """Run the demo: a render on a shared, simulated GPU; with --kubernetes, the nightly render
+    on a simulated two-node k3s cluster."""
+    if kubernetes:
+        from gpuherd.demos.kube import run_kube_demo
+
+        raise typer.Exit(run_kube_demo(as_json=as_json))
+    if as_json:
+        from gpuherd.cli.common import fail
+
+        fail("--json goes with --kubernetes")
     from gpuherd.demo import run_demo
 
     raise typer.Exit(run_demo())
