@@ -60,7 +60,16 @@ def up(
     GPUHERD_POD_UID, NVIDIA_VISIBLE_DEVICES and CUDA_VISIBLE_DEVICES, and DIR/proc/PID/cgroup
     names their pod for `gpuherd.gpu.attribution` (read with root=DIR).
     """
+    import importlib.util
+
     from gpuherd.gpu.sim import default_sim_dir
+
+    for module in ("kubernetes_validate", "jsonschema"):  # it checks bodies as a server does
+        if importlib.util.find_spec(module) is None:
+            fail(
+                f"the simulated cluster needs the {module} package",
+                hint="pip install 'gpuherd[simcluster]'",
+            )
     from gpuherd.simcluster.cluster import ClusterError, NodeSpec, SimCluster
 
     try:
