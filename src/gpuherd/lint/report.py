@@ -173,6 +173,15 @@ def as_sarif(result: LintResult) -> str:
     )
     rules.append(
         {
+            "id": "unreadable",
+            "name": "Unreadable",
+            "shortDescription": {"text": "A file in a linted directory could not be read."},
+            "help": {"text": "Make it readable, or leave it out of the paths."},
+            "defaultConfiguration": {"level": "error"},
+        }
+    )
+    rules.append(
+        {
             "id": "internal-error",
             "name": "InternalError",
             "shortDescription": {"text": "A rule failed on this input."},
