@@ -71,7 +71,7 @@ def run_kube_demo(console: Console | None = None, *, as_json: bool = False) -> i
         err.print(f"[dim]hint:[/] {escape(INSTALL)}")
         return 2
     story = Story(None if as_json else out)
-    work = Path(tempfile.mkdtemp(prefix="gpuherd-demo-k8s-"))
+    work = Path(tempfile.mkdtemp(prefix="gpuherd-k8s-"))
     result: Obj = {"ok": False}
     code = 1
     keep = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NODE_NAME")}
@@ -119,7 +119,7 @@ def _run(work: Path, story: Story, procs: Procs) -> Obj:
     for i, (node, _, _) in enumerate(GPUS):
         state = work / f"broker-{node}"
         state.mkdir()
-        sockets[node] = state / "api.sock"
+        sockets[node] = work / f"{i}.sock"  # short: a socket's path has 107 bytes at most
         procs.spawn(
             f"broker {node}",
             cast.gpuherd(

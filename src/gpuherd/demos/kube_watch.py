@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from rich.console import Console
@@ -22,9 +22,10 @@ from gpuherd.api.client import BrokerRefused, BrokerUnreachable, Client
 from gpuherd.demos.kube_objects import GPUS, HOSTNAME, OTHER_NODE, RENDER_NODE
 from gpuherd.demos.processes import DemoFailed, Procs
 from gpuherd.gpu.sim import SimHost
-from gpuherd.k8s import leases
-from gpuherd.k8s.client import KubeClient, NotFound, Ref
 from gpuherd.units import format_bytes
+
+if TYPE_CHECKING:  # the client needs the `kubernetes` package: imported once it is known there
+    from gpuherd.k8s.client import KubeClient
 
 Obj = dict[str, Any]
 GIB = 1024**3
@@ -134,6 +135,8 @@ class Cluster:
         return kc._call(calls[body["kind"]], meta["namespace"], body)
 
     def deployment(self, ns: str, name: str) -> Obj:
+        from gpuherd.k8s.client import Ref
+
         return self.kc.get_workload(Ref("Deployment", ns, name))
 
     def job(self, ns: str, name: str) -> Obj:
@@ -149,6 +152,9 @@ class Cluster:
 
     def job_lease_holder(self, ns: str, uid: str) -> str | None:
         """The node whose broker holds the Job's admission lease, None before any does."""
+        from gpuherd.k8s import leases
+        from gpuherd.k8s.client import NotFound
+
         try:
             lease = self.kc.get_lease(ns, leases.lease_name("job", uid))
         except NotFound:
