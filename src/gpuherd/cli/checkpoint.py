@@ -64,7 +64,7 @@ def _open(backend: str, sim_dir: Path | None) -> tuple[CheckpointEngine, GpuBack
     try:
         engine = open_engine(kind, sim_dir=sim_dir)
     except NoCheckpointApi as exc:
-        fail(escape(exc.message), hint=escape(exc.hint), code=Exit.NO_GPU)
+        fail(exc.message, hint=exc.hint, code=Exit.NO_GPU)
     return engine, open_backend_or_exit(kind, sim_dir)
 
 
@@ -86,7 +86,7 @@ def _fail(exc: CheckpointError, as_json: bool) -> NoReturn:
             stderr.print(f"  - {reason}", markup=False)
         raise typer.Exit(int(code))
     hint = getattr(exc, "hint", None)
-    fail(escape(str(exc)), hint=None if hint is None else escape(hint), code=code)
+    fail(str(exc), hint=hint, code=code)
 
 
 def _rate(gbps: float | None) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
-
 from gpuherd.cli.common import Exit, fail, stderr
 
 if TYPE_CHECKING:
@@ -24,8 +22,7 @@ def read_or_exit(
 ) -> Snapshot:
     """The cluster's workloads and `facts` (resources of gpuherd.k8s.live.FACTS, default all);
     exit 2 without the client or with a bad kubeconfig, exit 4 when the API server cannot be
-    reached or read. Never a traceback. (Messages are escaped: `fail` prints rich markup, in
-    which `[kubernetes]` would vanish.)"""
+    reached or read. Never a traceback."""
     try:
         from gpuherd.k8s.client import ConfigError, KubeClient
         from gpuherd.k8s.live import FACTS, ClusterUnreadable, describe, read_cluster
@@ -33,21 +30,19 @@ def read_or_exit(
         if not (exc.name or "").startswith(("kubernetes", "urllib3")):
             raise
         fail(
-            escape(
-                f"{flag} needs the Kubernetes client, which is not installed: "
-                "pip install 'gpuherd[kubernetes]'"
-            )
+            f"{flag} needs the Kubernetes client, which is not installed: "
+            "pip install 'gpuherd[kubernetes]'"
         )
     try:
         client = KubeClient.load(kubeconfig, context=context)
     except ConfigError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     try:
         snapshot = read_cluster(
             client, namespace=namespace, facts=tuple(FACTS) if facts is None else facts
         )
     except ClusterUnreadable as exc:
-        fail(escape(f"cannot read the cluster: {exc}"), code=Exit.NO_CLUSTER)
+        fail(f"cannot read the cluster: {exc}", code=Exit.NO_CLUSTER)
     finally:
         client.close()
     forbidden = [s for s in snapshot.skipped if s.reason == "forbidden"]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gpuherd.gpu.base import BackendUnavailable, GpuBackend
 from gpuherd.gpu.select import BackendName, open_backend
@@ -33,9 +34,10 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, *, hint: str | None = None, code: Exit = Exit.USAGE) -> NoReturn:
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    # Escaped: a message or hint may hold brackets ("pip install 'gpuherd[kubernetes]'").
+    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     if hint:
-        stderr.print(f"[dim]hint:[/] {hint}", markup=True)
+        stderr.print(f"[dim]hint:[/] {escape(hint)}", markup=True)
     raise typer.Exit(int(code))
 
 
