@@ -47,6 +47,8 @@ def test_the_story_is_told_step_by_step_and_nothing_is_left_behind(tmp_path: Pat
         "gpuherd serve --kubernetes --node k3s-gpu-01",
         "gpuherd serve --kubernetes --node k3s-gpu-02",
         "GPU 0 on k3s-gpu-01 (NVIDIA RTX 4000 Ada Generation): 13.0 GiB used, 7.0 GiB free",
+        "broker on k3s-gpu-01: tenants from the annotations: frigate (running), ollama (running)",
+        "broker on k3s-gpu-02: tenants from the annotations: whisper (running)",
         "kubectl -n mapshot create job nightly-render-manual --from=cronjob/nightly-render",
         "taken by the broker on k3s-gpu-01",
         "deployment/ollama replicas 1 -> 0",

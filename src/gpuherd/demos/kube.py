@@ -74,7 +74,12 @@ def run_kube_demo(console: Console | None = None, *, as_json: bool = False) -> i
     work = Path(tempfile.mkdtemp(prefix="gpuherd-k8s-"))
     result: Obj = {"ok": False}
     code = 1
-    keep = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NODE_NAME")}
+    # Nothing of the caller's cluster or broker settings (KUBECONFIG, GPUHERD_CONFIG...).
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KUBECONFIG", "NODE_NAME") and not k.startswith("GPUHERD_")
+    }
     procs = Procs(logs=work, env={**keep, "GPUHERD_SIM_DIR": str(work / "sim")})
     try:
         with sigterm_as_interrupt():
@@ -92,7 +97,9 @@ def run_kube_demo(console: Console | None = None, *, as_json: bool = False) -> i
         procs.end(last="cluster")
         shutil.rmtree(work, ignore_errors=True)
     result["steps"] = story.steps
-    result["seconds"] = round(time.monotonic() - story.t0, 2)
+    result["seconds"] = round(time.monotonic() - story.t0, 2)  # everything ended, too
+    if code == 0:
+        result["summary"] += f", demo {result['seconds']:.1f}s"
     if as_json:
         print(json.dumps(result, indent=2))
     elif code == 0:
@@ -194,6 +201,16 @@ def _set_the_scene(cluster: Cluster, story: Story, procs: Procs) -> None:
 
 def _the_night(cluster: Cluster, story: Story, procs: Procs, brokers: Brokers) -> Obj:
     """The CronJob, its Job, the broker's work, and the checks that it went as it should."""
+    for node, names in ((RENDER_NODE, {"ollama", "frigate"}), (OTHER_NODE, {"whisper"})):
+
+        def known(node: str = node, names: set[str] = names) -> dict[str, str] | None:
+            seen = brokers.tenants(node)
+            return seen if names <= set(seen) else None
+
+        what = f"the broker on {node} to know {', '.join(sorted(names))}"
+        seen = wait(what, START_TIMEOUT, known, procs)
+        listed = ", ".join(f"{name} ({state})" for name, state in sorted(seen.items()))
+        story.say(f"broker on {node}: tenants from the annotations: {listed}")
     used, total = cluster.gpus()[0]
     need = parse_bytes(cast.RENDER_VRAM)
     story.say(
@@ -279,8 +296,7 @@ def _verdict(
         f"nightly render ran {timings['render_ran']:.1f}s on {RENDER_NODE}; ollama replicas "
         f"1 -> 0 -> 1, down {timings['ollama_down']:.1f}s (released in "
         f"{timings['release']:.2f}s, restored in {timings['restore']:.2f}s); frigate and "
-        f"{OTHER_NODE}'s whisper untouched; story {timings['story']:.1f}s, demo "
-        f"{time.monotonic() - story.t0:.1f}s"
+        f"{OTHER_NODE}'s whisper untouched; story {timings['story']:.1f}s"
     )
     return {
         "summary": summary,

@@ -225,6 +225,14 @@ class Brokers:
     def released(self, node: str) -> list[str]:
         return [str(e.get("tenant")) for e in self.events.get(node, []) if e["kind"] == "released"]
 
+    def tenants(self, node: str) -> dict[str, str]:
+        """Tenant -> state, from `gpuherd status` of that node's broker."""
+        try:
+            status = self.clients[node].status()
+        except (BrokerUnreachable, BrokerRefused) as exc:
+            raise DemoFailed(f"the broker on {node}: {exc}") from None
+        return {str(t["name"]): str(t["state"]) for t in status.get("tenants") or []}
+
     def jobs(self, node: str) -> list[Obj]:
         """`gpuherd jobs --all` of that node's broker."""
         try:
