@@ -26,8 +26,10 @@ def broker(
     *,
     env: dict[str, str] | None = None,
     stderr: list[str] | None = None,
+    config: Path | None = None,
 ) -> Iterator[subprocess.Popen[str]]:
-    """A broker on `node` (GPU `gpu`); what it wrote to stderr lands in `stderr` at the end."""
+    """A broker on `node` (GPU `gpu`), with `config` as its `-c` when given; what it wrote to
+    stderr lands in `stderr` at the end."""
     argv = [
         sys.executable, "-m", "gpuherd", "serve", "--kubernetes",
         "--kubeconfig", str(cluster.kubeconfig), "--node", node,
@@ -35,6 +37,8 @@ def broker(
         "--proc-root", str(cluster.directory), "--gpu-index", str(gpu),
         "--state", str(state), "--socket", str(state / "api.sock"),
     ]  # fmt: skip
+    if config is not None:
+        argv += ["-c", str(config)]
     environ = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NODE_NAME")}
     proc = subprocess.Popen(
         argv,

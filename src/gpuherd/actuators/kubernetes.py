@@ -1,7 +1,8 @@
 """The `kubernetes` release method: scale the tenant's workload's pods on this node away and
 back (see `gpuherd.k8s.scaling`). Only in the Kubernetes mode, which opens the session it uses.
 The keeper journals the intent before and checks the GPU after: a scale that returned is not
-yet memory freed."""
+yet memory freed. Each release, refusal and restore is also a Kubernetes Event on the workload
+(`gpuherd.k8s.events`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import contextlib
 from typing import Any
 
 from gpuherd.actuators.base import ActContext, ActuatorError
-from gpuherd.k8s import leases, scaling
+from gpuherd.k8s import events, leases, scaling
 from gpuherd.k8s.client import KubeError, Ref
 from gpuherd.k8s.session import Session, current
 from gpuherd.spec.model import KubernetesMethod
@@ -61,7 +62,20 @@ class KubernetesActuator:
             if "workload lease" not in str(exc):  # a refusal after the claim: give it back
                 with contextlib.suppress(KubeError):
                     leases.release(s.client, namespace, lease)
+            self._emit(s, workload, events.REFUSED, f"not released for gpuherd job {job}: {exc}")
             raise ActuatorError(str(exc)) from None
+        how = (
+            f"ScaledObject {done.keda} paused"
+            if done.keda
+            else f"{done.removed} pod(s) scaled away"
+        )
+        self._emit(
+            s,
+            workload,
+            events.RELEASED,
+            f"released on node {s.node} for gpuherd job {job}: {how} "
+            f"(restores to {done.replicas} replicas)",
+        )
         return {
             "workload": str(self.ref),
             "replicas": done.replicas,
@@ -86,10 +100,25 @@ class KubernetesActuator:
                 ),
             )
         except KubeError as exc:
+            self._emit(s, None, events.RESTORE_FAILED, f"restore on node {s.node} failed: {exc}")
             raise ActuatorError(str(exc)) from None
         with contextlib.suppress(KubeError):
             leases.release(s.client, self.ref.namespace, self._lease())
+        self._emit(s, None, events.RESTORED, f"restored to {replicas} replicas by node {s.node}")
         return {"workload": str(self.ref), "replicas": replicas}
+
+    def _emit(self, s: Session, workload: Any, reason: str, message: str) -> None:
+        """An event on the workload (best effort: never fails the release or restore)."""
+        if s.events is None:
+            return
+        if workload is None:
+            workload = s.workload(self.ref.kind, self.ref.namespace, self.ref.name)
+        uid = None if workload is None else workload["metadata"].get("uid")
+        involved = events.reference(
+            "apps/v1", self.ref.kind, self.ref.namespace, self.ref.name, uid
+        )
+        warning = reason in (events.REFUSED, events.RESTORE_FAILED)
+        s.events.emit(involved, reason, message, warning=warning)
 
     def _lease(self) -> str:
         return leases.lease_name("workload", self.ref.kind, self.ref.name)

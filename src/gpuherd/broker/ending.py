@@ -41,7 +41,8 @@ class Ender:
             gpu_watched=f.watched,
             clock=self.clock,
         )
-        reasons = [f.stopped_for] if f.stopped_for else []
+        stopped_for = f.stopped_for or exited.reason  # the broker's reason, else its runner's
+        reasons = [stopped_for] if stopped_for else []
         reasons += [f"{c.check}: {c.detail}" for c in checks if not c.ok]
         cancelled = f.stopped_for == "cancelled"
         outcome = (
@@ -49,7 +50,7 @@ class Ender:
         )
         extra = {
             "exit_code": exited.code,
-            "stopped_for": f.stopped_for,
+            "stopped_for": stopped_for,
             "peak_vram_bytes": f.peak_vram,
             "checks": [{"check": c.check, "ok": c.ok, "detail": c.detail} for c in checks],
         }

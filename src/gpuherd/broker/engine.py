@@ -190,6 +190,11 @@ class Engine:
             extra = {"preflight": [{"check": c.check, "detail": c.detail} for c in failed]}
             self.ender.end(row.id, JobState.FAILED, reason, extra)
             return
+        problems = self._launcher.prepare(row.id, row.name, job)  # a Kubernetes Job's volumes
+        if problems:
+            extra = {"preflight": [{"check": self._launcher.name, "detail": p} for p in problems]}
+            self.ender.end(row.id, JobState.FAILED, "preflight: " + "; ".join(problems), extra)
+            return
         if not self.journal.set_job_state(row.id, JobState.RELEASING, expect=(JobState.QUEUED,)):
             return  # cancelled meanwhile
         for tenant in victims:

@@ -9,6 +9,10 @@
   job; the engine releases tenants and the Kubernetes launcher pins and unsuspends it.
 - Crash safety: at start, workloads annotated `released-by` this node for a job the journal
   does not know as running (a wiped journal) are scaled back from their annotations.
+- Ends: once the journal holds the result of a Job this node ran, the Job gets a
+  `GpuherdFinished` event and the `gpuherd.io/outcome` annotation, and is deleted after the ttl
+  the launcher took over from it (a Job created from a config template that never started, at
+  once).
 
 The engine's config is frozen; the tenant table is swapped whole (one reference assignment,
 atomic), so a step reading it mid-swap sees the old table or the new, never a half.
@@ -24,14 +28,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from gpuherd.broker.journal import Journal
-from gpuherd.broker.kubejob import KUBE_JOB
+from gpuherd.broker.kubejob import KUBE_JOB, job_ref
+from gpuherd.broker.records import JobRow
 from gpuherd.broker.states import JobState, ReleaseState
 from gpuherd.broker.submission import Submission
 from gpuherd.ids import GpuName, JobId, JobName, TenantName
 from gpuherd.k8s import annotations as notes
-from gpuherd.k8s import leases, preflight, scaling
-from gpuherd.k8s.client import KubeError
+from gpuherd.k8s import events, leases, preflight, scaling
+from gpuherd.k8s import jobs as kubejobs
+from gpuherd.k8s.client import KubeError, NotFound
 from gpuherd.k8s.pods import Cache
 from gpuherd.k8s.session import RELEASED_BY, Session
 from gpuherd.spec.model import Config, JobSpec, TenantSpec
@@ -40,6 +48,7 @@ Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 60
 _RENEW_EVERY = 20.0
+_END_POLL = 0.25  # while a Job ran here has ended and its result is not yet recorded
 
 
 @dataclass
@@ -99,8 +108,9 @@ class KubeMode:
             self._thread.join(10)
 
     def _run(self) -> None:
+        wait = _RENEW_EVERY
         while not self._stop.is_set():
-            self._changed.wait(_RENEW_EVERY)
+            self._changed.wait(wait)
             self._changed.clear()
             if self._stop.is_set():
                 return
@@ -110,6 +120,8 @@ class KubeMode:
                     self.sync_tenants()
                 self.admit()
                 self.keep_leases()
+                due = self.follow_ends()
+                wait = _RENEW_EVERY if due is None else min(max(due, _END_POLL), _RENEW_EVERY)
             except KubeError as exc:  # the API server is away: the next change retries
                 log.warning("kubernetes mode: %s", exc.message)
                 self._stop.wait(1.0)
@@ -196,12 +208,25 @@ class KubeMode:
                 f"{ref} released by {self.node}/{job}: "
                 f"restoring {replicas} replicas from its annotations",
             )
+            involved = events.reference("apps/v1", ref.kind, ref.namespace, ref.name, None)
             try:
                 scaling.restore(self.session.client, ref, replicas=replicas, keda=None, timeout=120)
                 lease = leases.lease_name("workload", ref.kind, ref.name)
                 leases.release(self.session.client, ref.namespace, lease)
             except KubeError as exc:
                 self.journal.record("restore_failed", f"{ref}: {exc.message}")
+                self._emit(involved, events.RESTORE_FAILED, exc.message, warning=True)
+            else:
+                self._emit(
+                    involved,
+                    events.RESTORED,
+                    f"restored to {replicas} replicas from its annotations by node {self.node} "
+                    f"(released for job {job}, which this broker's journal does not follow)",
+                )
+
+    def _emit(self, involved: Obj, reason: str, message: str, *, warning: bool = False) -> None:
+        if self.session.events is not None:
+            self.session.events.emit(involved, reason, message, warning=warning)
 
     # --- admission ------------------------------------------------------------------------
     def admit(self) -> None:
@@ -218,21 +243,33 @@ class KubeMode:
             ):
                 continue  # another broker has it
             job_id = self._queue(job)
-            self.held[uid] = (meta["namespace"], job_id)
+            if job_id:
+                self.held[uid] = (meta["namespace"], job_id)
+            else:  # refused before it was queued
+                leases.release(self.session.client, meta["namespace"], lease)
 
     def _queue(self, job: Obj) -> JobId:
         meta = job["metadata"]
         vram, priority, deadline = notes.job_request(job)
-        spec = JobSpec.model_validate(
-            {
-                "gpu": self.gpu,
-                "vram": vram,
-                "priority": priority,
-                "command": ["kubernetes-job", f"{meta['namespace']}/{meta['name']}"],
-                "env": {KUBE_JOB: f"{meta['namespace']}/{meta['name']}"},
-                **({"timeout": deadline} if deadline else {}),
-            }
-        )
+        try:
+            spec = JobSpec.model_validate(
+                {
+                    "gpu": self.gpu,
+                    "vram": vram,
+                    "priority": priority,
+                    "command": ["kubernetes-job", f"{meta['namespace']}/{meta['name']}"],
+                    "env": {KUBE_JOB: f"{meta['namespace']}/{meta['name']}"},
+                    "success": notes.job_checks(job),
+                    **({"timeout": deadline} if deadline else {}),
+                }
+            )
+        except ValidationError as exc:  # a bad annotation: refused with the reason, once
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            problem = f"annotation {where}: {first['msg']}"
+            self._refuse(job, problem)
+            self.done.add(meta["uid"])
+            return JobId("")
         submission = Submission(job=JobName(meta["name"]), adhoc=spec, key=f"k8s-job-{meta['uid']}")
         job_id = self.journal.submit(submission)
         problems = preflight.job_volumes(self.session.client, job, self.node, self.node_labels)
@@ -241,15 +278,25 @@ class KubeMode:
             self.journal.set_job_state(
                 job_id, JobState.FAILED, reason=reason, expect=(JobState.QUEUED,)
             )
-            with contextlib.suppress(KubeError):
-                self.session.client.patch_job(
-                    meta["namespace"],
-                    meta["name"],
-                    {"metadata": {"annotations": {"gpuherd.io/refused": reason[:1000]}}},
-                )
+            self._refuse(job, reason)
         else:
+            self._emit(
+                job_ref(job),
+                events.ADMITTED,
+                f"gpuherd job {job_id} on node {self.node}: needs {vram}, priority {priority}",
+            )
             self.wake()
         return job_id
+
+    def _refuse(self, job: Obj, reason: str) -> None:
+        meta = job["metadata"]
+        self._emit(job_ref(job), events.REFUSED, reason, warning=True)
+        with contextlib.suppress(KubeError):
+            self.session.client.patch_job(
+                meta["namespace"],
+                meta["name"],
+                {"metadata": {"annotations": {notes.REFUSED: reason[:1000]}}},
+            )
 
     def keep_leases(self) -> None:
         """Renew the leases of jobs still queued here; give up those of jobs that ended."""
@@ -268,3 +315,57 @@ class KubeMode:
                 )
         if renew:
             self._renewed = now
+
+    # --- ends -----------------------------------------------------------------------------
+    def follow_ends(self) -> float | None:
+        """Jobs this node ran whose result the journal holds: report it once (event and
+        annotation), then apply the Job's ttl. Returns the seconds until something here is
+        due (a result about to be recorded, a ttl running out), None when nothing is."""
+        now, due = time.time(), None
+        for job in self.jobs.items():
+            if not kubejobs.ours(job, self.node):
+                continue
+            meta = job["metadata"]
+            note = meta.get("annotations") or {}
+            row = self.journal.job(str(note[notes.JOB_ID]))
+            if row is not None and not row.state.final:
+                if kubejobs.ended(job):  # ended in the cluster: the record follows soon
+                    due = min(due or _END_POLL, _END_POLL)
+                continue
+            if row is not None and notes.OUTCOME not in note:  # once, restarts included
+                self._report(job, row)
+            if not kubejobs.started(job):  # created here, never ran, never will
+                self._delete(job)
+                continue
+            ended_at = kubejobs.ended_at(job)
+            if notes.TTL not in note or ended_at is None:
+                continue
+            left = ended_at + float(note[notes.TTL]) - now
+            if left <= 0:
+                self._delete(job)
+            else:
+                due = left if due is None else min(due, left)
+        return due
+
+    def _report(self, job: Obj, row: JobRow) -> None:
+        outcome = str(row.state)
+        text = f"{outcome}: {row.reason}" if row.reason else outcome
+        code = "" if row.exit_code is None else f", exit code {row.exit_code}"
+        self._emit(
+            job_ref(job),
+            events.FINISHED,
+            f"gpuherd job {row.id} {text}{code}",
+            warning=row.state is not JobState.SUCCEEDED,
+        )
+        meta = job["metadata"]
+        with contextlib.suppress(KubeError):
+            self.session.client.patch_job(
+                meta["namespace"],
+                meta["name"],
+                {"metadata": {"annotations": {notes.OUTCOME: text[:1000]}}},
+            )
+
+    def _delete(self, job: Obj) -> None:
+        meta = job["metadata"]
+        with contextlib.suppress(NotFound):
+            self.session.client.delete_job(meta["namespace"], meta["name"])

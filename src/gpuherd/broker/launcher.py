@@ -24,10 +24,18 @@ class LaunchError(Exception):
 @dataclass(frozen=True, slots=True)
 class Exited:
     code: int | None  # None: ended, but nobody could read its exit status
+    # Why it ended, when what ran it says so (a Kubernetes Job its controller failed for running
+    # past its deadline): judged like the broker's own reasons to stop a job.
+    reason: str | None = None
 
 
 class Launcher(Protocol):
     name: str
+
+    def prepare(self, job_id: JobId, name: str, job: JobSpec) -> list[str]:
+        """Before any tenant is released for it: why it cannot start here (empty: it can).
+        The Kubernetes launcher creates a config job's Job, suspended, and checks its volumes."""
+        ...
 
     def launch(
         self, job_id: JobId, job: JobSpec, *, gpu: GpuSpec, workdir: Path, log_dir: Path

@@ -59,9 +59,18 @@ class LocalLauncher:
         self._on_exit = on_exit  # wakes the engine: restore the tenants now, not at next poll
         self._procs: dict[int, subprocess.Popen[bytes]] = {}  # our children, by pid
 
+    def prepare(self, job_id: JobId, name: str, job: JobSpec) -> list[str]:
+        if job.command is None:  # a Kubernetes Job template
+            return ["it runs as a Kubernetes Job: only gpuherd serve --kubernetes runs it"]
+        return []
+
     def launch(
         self, job_id: JobId, job: JobSpec, *, gpu: GpuSpec, workdir: Path, log_dir: Path
     ) -> Handle:
+        if job.command is None:  # a Kubernetes Job template: refused by prepare already
+            raise LaunchError(
+                "it runs as a Kubernetes Job: only gpuherd serve --kubernetes runs it"
+            )
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         device = gpu.uuid or str(gpu.index or 0)
         env = {

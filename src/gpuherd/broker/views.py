@@ -19,7 +19,7 @@ from gpuherd.broker.states import (
     JobState,
     TenantState,
 )
-from gpuherd.spec.model import Config
+from gpuherd.spec.model import Config, KubernetesMethod, TenantSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,8 @@ class TenantView:
     gpu: str | None
     held: int | None  # bytes its processes hold, at the last step (None before the first)
     host_ram: int = 0  # bytes a `checkpoint` release moved to host RAM, while released
+    workload: str | None = None  # Kind/namespace/name of the Kubernetes workload it scales
+    workload_state: str | None = None  # that workload as the broker's watch last saw it
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,34 @@ def release_view(r: ReleaseRow) -> ReleaseView:
     )
 
 
+def _workload_of(tenant: TenantSpec) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) of the workload its `kubernetes` method scales, if it has one."""
+    method = next((m for m in tenant.preempt if isinstance(m, KubernetesMethod)), None)
+    return None if method is None else (method.kind_, method.namespace, method.name)
+
+
+def _workload_state(kind: str, namespace: str, name: str) -> str | None:
+    """Replicas, readiness and who released it, from the Kubernetes mode's watch (no request);
+    None outside that mode. A `kubernetes` method exists only in it, with its client installed."""
+    try:
+        from gpuherd.k8s.session import RELEASED_BY, RESTORE_REPLICAS, current
+    except ImportError:  # no kubernetes client: no Kubernetes mode
+        return None
+    session = current()
+    if session is None:
+        return None
+    workload = session.workload(kind, namespace, name)
+    if workload is None:
+        return "not found" if kind in session.workloads else None
+    notes = workload["metadata"].get("annotations") or {}
+    replicas = int((workload.get("spec") or {}).get("replicas") or 0)
+    ready = int((workload.get("status") or {}).get("readyReplicas") or 0)
+    if RELEASED_BY in notes:
+        back = notes.get(RESTORE_REPLICAS, "?")
+        return f"released by {notes[RELEASED_BY]}: {ready}/{replicas} ready, restores to {back}"
+    return f"{ready}/{replicas} ready"
+
+
 def event_view(e: EventRow) -> EventView:
     return EventView(e.id, e.at, e.kind, e.job_id, e.tenant, e.message)
 
@@ -229,16 +259,22 @@ class Views:
             for record in r.detail.get("suspended", []) if r.method == "checkpoint" else []:
                 in_host_ram[r.tenant] = in_host_ram.get(r.tenant, 0) + int(record.get("bytes", 0))
         names = list(self.config.tenants) + sorted(set(states) - set(self.config.tenants))
-        return [
-            TenantView(
-                name=name,
-                state=states.get(name, TenantState.RUNNING),
-                gpu=t.gpu if (t := self.config.tenants.get(name)) is not None else None,
-                held=None if held is None else getattr(held.get(name), "bytes", 0),
-                host_ram=in_host_ram.get(name, 0),
+        views = []
+        for name in names:
+            t = self.config.tenants.get(name)
+            ref = _workload_of(t) if t is not None else None
+            views.append(
+                TenantView(
+                    name=name,
+                    state=states.get(name, TenantState.RUNNING),
+                    gpu=t.gpu if t is not None else None,
+                    held=None if held is None else getattr(held.get(name), "bytes", 0),
+                    host_ram=in_host_ram.get(name, 0),
+                    workload=None if ref is None else "/".join(ref),
+                    workload_state=None if ref is None else _workload_state(*ref),
+                )
             )
-            for name in names
-        ]
+        return views
 
     def gpus(self) -> list[GpuView]:
         snap = self._published().snapshot

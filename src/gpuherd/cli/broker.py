@@ -486,6 +486,9 @@ def status(
     for t in data["tenants"]:
         parked = t.get("host_ram") or 0
         where = f" ({format_bytes(parked)} in host RAM)" if parked else ""
+        if t.get("workload"):  # Kubernetes mode: the workload it scales, as the watch sees it
+            seen = f": {t['workload_state']}" if t.get("workload_state") else ""
+            where += f"  [{t['workload']}{seen}]"
         stdout.print(f"tenant {t['name']}: {t['state']}{where}", markup=False)
     for j in data["jobs"]:
         reason = f"  ({j['reason']})" if j.get("reason") else ""

@@ -1,6 +1,6 @@
-"""`gpuherd serve --kubernetes`: open the cluster session, this node's caches and the config
-the broker runs with (GPUs from the backend, tenants and jobs from the cluster, a config file
-optional), and the launcher for Kubernetes Jobs."""
+"""`gpuherd serve --kubernetes`: open the cluster session, this node's caches, its event
+recorder and the config the broker runs with (GPUs from the backend, tenants and jobs from the
+cluster, a config file optional), and the launcher for Kubernetes Jobs."""
 
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ class Opened:
             self.mode.stop()
         for cache in (self.session.pods, self.jobs, *self.session.workloads.values()):
             cache.stop()
+        if self.session.events is not None:
+            self.session.events.stop()  # what the last restores reported, for a moment at most
         session.use(None)
         use_defaults(root=ROOT, pods=None)
 
@@ -86,6 +88,7 @@ def open_mode(
     from gpuherd.gpu.procinfo import ROOT
     from gpuherd.k8s import session
     from gpuherd.k8s.annotations import QUEUE_LABEL
+    from gpuherd.k8s.events import Recorder
     from gpuherd.k8s.pods import Cache, PodCache
     from gpuherd.spec.model import Config
 
@@ -104,6 +107,15 @@ def open_mode(
                 ).gpus
             }
         )
+    if cfg.gpus:  # a Job template naming no GPU runs on the node's first, as a queued Job does
+        first = cfg.gpus[0].name
+        jobs_here = {
+            name: job.model_copy(update={"gpu": first})
+            if job.kubernetes is not None and job.gpu is None
+            else job
+            for name, job in cfg.jobs.items()
+        }
+        cfg = cfg.model_copy(update={"jobs": jobs_here})
     try:
         client = KubeClient.load(kubeconfig)
         client.get_node(node)
@@ -121,8 +133,12 @@ def open_mode(
         kind: Cache(client, resource, watch_seconds=seconds)
         for kind, resource in (("Deployment", "deployments"), ("StatefulSet", "statefulsets"))
     }
-    s = session.Session(client, node, pods, proc_root or ROOT, jobs=jobs, workloads=workloads)
+    recorder = Recorder(client, node)
+    s = session.Session(
+        client, node, pods, proc_root or ROOT, jobs=jobs, workloads=workloads, events=recorder
+    )
     session.use(s)
+    recorder.start()
     use_defaults(root=s.proc_root, pods=pods.infos)
     for cache in (pods, jobs, *workloads.values()):
         cache.start()

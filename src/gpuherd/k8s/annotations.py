@@ -6,8 +6,9 @@ A Deployment or StatefulSet annotated `gpuherd.io/vram` (or `gpuherd.io/priority
 `gpuherd.io/max-downtime`, `gpuherd.io/cooldown`. Its processes are found by `match: {pod:
 {namespace, labels}}` from the workload's selector.
 
-A Job labelled `gpuherd.io/queue` with `gpuherd.io/vram` and `gpuherd.io/priority` is queued
-for admission. A bad annotation never stops the broker: it is reported by name and skipped.
+A Job labelled `gpuherd.io/queue` with `gpuherd.io/vram` and `gpuherd.io/priority` (and
+optionally `gpuherd.io/not-on-cpu: 60s`, the not_on_cpu check) is queued for admission. A bad
+annotation never stops the broker: it is reported by name and skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from gpuherd.spec.model import KubernetesMethod, PreemptMethod, TenantSpec
 Obj = dict[str, Any]
 P = "gpuherd.io/"
 QUEUE_LABEL = "gpuherd.io/queue"
-JOB_ID = "gpuherd.io/job-id"
+JOB_ID = "gpuherd.io/job-id"  # set when a Job is launched (or created by gpuherd): admitted once
+CREATED_BY = "gpuherd.io/created-by"  # the node whose broker created it from a config template
+REFUSED = "gpuherd.io/refused"  # why its preflight refused it
+OUTCOME = "gpuherd.io/outcome"  # the gpuherd result, once recorded (and reported as an event)
+STOPPED = "gpuherd.io/stopped"  # the broker ended it (its timeout, not_on_cpu, a cancel)
+# Its ttlSecondsAfterFinished, taken over at launch: the Job stays until its result is recorded.
+TTL = "gpuherd.io/ttl-seconds-after-finished"
+NOT_ON_CPU = "gpuherd.io/not-on-cpu"  # the not_on_cpu check's `within` for a queued Job
 TENANT_KEYS = ("vram", "priority")
 
 
@@ -92,6 +100,13 @@ def tenant_spec(obj: Obj, kind: str, gpu: GpuName | None, skipped: list[str]) ->
         return None
 
 
+def job_checks(job: Obj) -> list[dict[str, Any]]:
+    """Success checks a queued Job's annotations ask for: `gpuherd.io/not-on-cpu: 60s`."""
+    notes = job["metadata"].get("annotations") or {}
+    within = notes.get(NOT_ON_CPU)
+    return [{"not_on_cpu": {"within": str(within)}}] if within else []
+
+
 def job_request(job: Obj) -> tuple[str, int, float | None]:
     """(vram annotation, priority, timeout from activeDeadlineSeconds) of a queued Job."""
     notes = job["metadata"].get("annotations") or {}
@@ -104,9 +119,11 @@ def job_request(job: Obj) -> tuple[str, int, float | None]:
 
 
 def waiting_for_admission(job: Obj) -> bool:
-    """Suspended and never started: the only state in which gpuherd admits a Job."""
+    """Suspended, never started and never launched by gpuherd (a Job it stopped or created
+    carries its job id): the only state in which gpuherd admits a Job."""
     spec, status = job.get("spec") or {}, job.get("status") or {}
-    return bool(spec.get("suspend")) and not status.get("startTime")
+    launched = JOB_ID in (job["metadata"].get("annotations") or {})
+    return bool(spec.get("suspend")) and not status.get("startTime") and not launched
 
 
 def lands_on(job: Obj, node: str, node_labels: dict[str, str]) -> bool:

@@ -338,6 +338,26 @@ class KubeClient:
             raise _error(exc) from None
         return bytes(log.data).decode("utf-8", "replace")
 
+    def follow_pod_log(self, namespace: str, name: str) -> Iterator[bytes]:
+        """The pod's log from its start, chunk by chunk as it is written, until its container
+        stops; a broken stream raises KubeError."""
+        with self.lock:
+            self.requests += 1
+        try:
+            resp: Any = self.core.read_namespaced_pod_log(
+                name, namespace, follow=True, _preload_content=False
+            )
+        except ApiException as exc:
+            raise _error(exc) from None
+        except Exception as exc:  # refused, reset: urllib3's errors
+            raise KubeError(0, f"the API server did not answer: {exc}") from None
+        try:
+            yield from resp.stream(amt=None, decode_content=False)
+        except Exception as exc:
+            raise KubeError(0, f"the log stream broke: {exc}") from None
+        finally:
+            resp.release_conn()
+
     # --- jobs ------------------------------------------------------------------------------
     def list_jobs(self, *, labels: str, namespace: str | None = None) -> list[Obj]:
         if namespace is None:
@@ -415,8 +435,10 @@ class KubeClient:
     def get_node(self, name: str) -> Obj:
         return self._call(self.core.read_node, name)
 
-    def create_event(self, namespace: str, body: Obj) -> None:
-        self._call(self.core.create_namespaced_event, namespace, body)
+    def create_event(self, namespace: str, body: Obj, *, timeout: float | None = None) -> None:
+        """`timeout`: seconds for the whole request (an event must never wait long)."""
+        extra = {} if timeout is None else {"_request_timeout": timeout}
+        self._call(self.core.create_namespaced_event, namespace, body, **extra)
 
     # --- reading what runs (lint --cluster, plan --from-cluster) ----------------------------
     def list_all(self, resource: str, namespace: str | None = None) -> list[Obj]:

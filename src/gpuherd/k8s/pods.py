@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from gpuherd.k8s.client import Gone, KubeClient, KubeError
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 _WATCH_SECONDS = 300  # the server ends a watch after this; it is reopened from the last version
+_REMEMBER = 256  # deleted objects kept (their last state) for who asks how they ended
 
 
 class Cache:
@@ -37,6 +39,9 @@ class Cache:
         self.node, self.labels = node, labels
         self.watch_seconds = watch_seconds
         self._pods: dict[str, Obj] = {}
+        # The last state of objects deleted lately: a Job deleted right after it ended (its own
+        # ttl, a person) and its pods still tell how it ended.
+        self._removed: OrderedDict[str, Obj] = OrderedDict()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.synced = threading.Event()
@@ -60,6 +65,11 @@ class Cache:
 
     def pods(self) -> list[Obj]:
         return self.items()
+
+    def removed(self) -> list[Obj]:
+        """Objects deleted lately, as the watch last saw them (the newest _REMEMBER)."""
+        with self._lock:
+            return list(self._removed.values())
 
     def infos(self) -> dict[str, PodInfo]:
         """uid -> namespace, name, labels: what attribution needs to match `pod:` tenants."""
@@ -93,7 +103,10 @@ class Cache:
             return
         with self._lock:
             if kind == "DELETED":
-                self._pods.pop(meta.get("uid", ""), None)
+                last = self._pods.pop(meta.get("uid", ""), None)
+                self._removed[meta.get("uid", "")] = obj or last or {}
+                while len(self._removed) > _REMEMBER:
+                    self._removed.popitem(last=False)
             elif kind in ("ADDED", "MODIFIED"):
                 self._pods[meta["uid"]] = obj
         if self.on_change is not None:

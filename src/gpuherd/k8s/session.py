@@ -1,6 +1,7 @@
-"""The Kubernetes mode's process-wide session: the API client, this node's name and its pod
-cache. `gpuherd serve --kubernetes` opens it once; the `kubernetes` release method, built by the
-actuator registry from a method's settings alone, finds the cluster here."""
+"""The Kubernetes mode's process-wide session: the API client, this node's name, its pod
+cache and its event recorder. `gpuherd serve --kubernetes` opens it once; the `kubernetes`
+release method, built by the actuator registry from a method's settings alone, finds the
+cluster here."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from gpuherd.gpu.procinfo import ROOT
 from gpuherd.k8s.client import KubeClient
+from gpuherd.k8s.events import Recorder
 from gpuherd.k8s.pods import Cache, PodCache
 
 ANNOTATION = "gpuherd.io/"
@@ -26,6 +28,7 @@ class Session:
     proc_root: Path = ROOT  # where /proc is read for attribution (a simulated kubelet's tree)
     jobs: Cache | None = None  # the Jobs labelled gpuherd.io/queue
     workloads: dict[str, Cache] = field(default_factory=dict)  # kind -> every one, watched
+    events: Recorder | None = None  # Kubernetes Events on what the broker acts on
 
     def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment or StatefulSet as the watch last saw it (None: not watched or gone)."""

@@ -20,7 +20,7 @@ from gpuherd.simcluster.selectors import (
     selector_string,
 )
 from gpuherd.simcluster.store import Store
-from gpuherd.simcluster.validate import check_schema, check_semantics
+from gpuherd.simcluster.validate import check_event, check_schema, check_semantics
 
 Obj = dict[str, Any]
 
@@ -127,6 +127,8 @@ class Api:
         if self.validate and res.builtin:
             check_schema(obj)
         check_semantics(obj)
+        if res.kind == "Event":
+            check_event(obj, str(meta.get("namespace") or namespace))
         obj.pop("status", None)
         defaults.apply(obj)
         created = self.store.create(res, obj, namespace)

@@ -100,3 +100,31 @@ def _check_schedule(kind: str, name: str, schedule: Any) -> None:
         raise errors.invalid(
             kind, name, "spec.schedule", "unparseable cron schedule", value=schedule
         )
+
+
+_EVENT_LIMITS = (("reportingInstance", 128), ("action", 128), ("reason", 128), ("message", 1024))
+
+
+def check_event(obj: Obj, namespace: str) -> None:
+    """The API server's checks on a core/v1 Event (`legacyValidateEvent`): a legacy event (no
+    eventTime) lives in its object's namespace; one with an eventTime names who reported it."""
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    involved = str((obj.get("involvedObject") or {}).get("namespace") or "")
+
+    def bad(field: str, message: str, value: Any = None) -> errors.ApiError:
+        return errors.invalid("Event", name, field, message, value=value)
+
+    if not obj.get("eventTime"):
+        if (not involved and namespace not in ("", "default")) or (
+            involved and namespace != involved
+        ):
+            raise bad("involvedObject.namespace", "does not match event.namespace", involved)
+        return
+    if not involved and namespace not in ("default", "kube-system"):
+        raise bad("involvedObject.namespace", "does not match event.namespace", involved)
+    for field in ("reportingComponent", "reportingInstance", "action", "reason"):
+        if not obj.get(field):
+            raise bad(field, "Required value")
+    for field, limit in _EVENT_LIMITS:
+        if len(str(obj.get(field) or "")) > limit:
+            raise bad(field, f"can have at most {limit} characters", "")

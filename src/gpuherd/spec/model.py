@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from gpuherd.ids import GpuName, JobName, TenantName
+from gpuherd.spec.jobtemplate import job_template
 from gpuherd.units import parse_bytes, parse_cron, parse_duration, parse_fraction
 
 ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
@@ -571,6 +572,13 @@ else:
     )
 
 
+class KubernetesJob(SpecModel):
+    """A job run as a Kubernetes Job (only by `gpuherd serve --kubernetes`): `template` is a
+    batch/v1 Job or its spec, created suspended and admitted like a queued Job."""
+
+    template: Annotated[dict[str, Any], AfterValidator(job_template)]
+
+
 class JobSpec(SpecModel):
     """A run-to-completion GPU job (a render, a training run) that may preempt tenants."""
 
@@ -578,7 +586,8 @@ class JobSpec(SpecModel):
     node: str | None = None
     vram: Vram
     priority: int = 0
-    command: Argv
+    command: Argv | None = None  # exactly one of command and kubernetes
+    kubernetes: KubernetesJob | None = None
     workdir: str | None = None
     env: Env = Field(default_factory=dict)
     schedule: Cron | None = None
@@ -588,6 +597,17 @@ class JobSpec(SpecModel):
     preflight: list[PreflightCheck] = Field(default_factory=list)
     success: list[SuccessCheck] = Field(default_factory=list)
     shares: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _runs_one_thing(self) -> JobSpec:
+        if self.command is None and self.kubernetes is None:
+            raise ValueError("missing required field 'command'")
+        if self.command is not None and self.kubernetes is not None:
+            raise ValueError(
+                "'command' and 'kubernetes' exclude each other: a job runs a local command "
+                "or a Kubernetes Job"
+            )
+        return self
 
 
 class BrokerSpec(SpecModel):
