@@ -111,7 +111,7 @@ def _run(work: Path, story: Story, procs: Procs) -> Obj:
     from gpuherd.k8s.client import ConfigError, KubeClient, KubeError
 
     sim_dir, cluster_dir = work / "sim", work / "cluster"
-    story.rule("gpuherd demo --kubernetes: the nightly render on a simulated two-node k3s cluster")
+    story.rule("gpuherd demo --kubernetes: the nightly render on a simulated k3s cluster")
     SimHost.init(sim_dir, [(name, parse_bytes(size)) for _, name, size in GPUS]).close()
     up = cast.gpuherd("sim", "cluster", "up", "--dir", str(cluster_dir), "--sim-dir", str(sim_dir))
     up += ["--time-slicing", str(cast.TIME_SLICES), "--bookmark-interval", "1"]
