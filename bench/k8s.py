@@ -47,14 +47,25 @@ NODE = "k3s-cp-01"
 HOLD = [sys.executable, "-m", "gpuherd", "sim", "hold", "--gpu", "$(CUDA_VISIBLE_DEVICES)"]
 
 
-def tenant(name: str, vram: int, priority: int) -> dict[str, Any]:
+def tenant(
+    name: str,
+    vram: int | str,
+    priority: int,
+    *,
+    node: str = NODE,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """An annotated tenant Deployment on `node` (`vram`: GiB, or a quantity such as "100Mi");
+    by default its pod holds that much of the node's simulated GPU."""
+    quantity = f"{vram}Gi" if isinstance(vram, int) else vram
+    held = f"{vram}GiB" if isinstance(vram, int) else vram
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
             "name": name,
             "annotations": {
-                "gpuherd.io/vram": f"{vram}Gi",
+                "gpuherd.io/vram": quantity,
                 "gpuherd.io/priority": str(priority),
                 "gpuherd.io/cooldown": "1s",  # rounds follow each other at once
             },
@@ -65,13 +76,13 @@ def tenant(name: str, vram: int, priority: int) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": {"app": name}},
                 "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": NODE},
+                    "nodeSelector": {"kubernetes.io/hostname": node},
                     "terminationGracePeriodSeconds": 5,
                     "containers": [
                         {
                             "name": name,
                             "image": f"example/{name}:1",
-                            "command": [*HOLD, "--vram", f"{vram}GiB", "--name", name],
+                            "command": command or [*HOLD, "--vram", held, "--name", name],
                             "resources": {"limits": {"nvidia.com/gpu": "1"}},
                         }
                     ],
