@@ -71,7 +71,7 @@ class KubeMode:
         self._pods_changed = True
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._renewed = 0.0
+        self._renewed: dict[str, float] = {}  # uid -> when its Job's lease was taken or renewed
 
     @property
     def node(self) -> str:
@@ -299,22 +299,24 @@ class KubeMode:
             )
 
     def keep_leases(self) -> None:
-        """Renew the leases of jobs still queued here; give up those of jobs that ended."""
+        """Renew the leases of jobs still queued here once they are _RENEW_EVERY old (one
+        just taken needs none); give up those of jobs that ended."""
         now = time.monotonic()
-        renew = now - self._renewed >= _RENEW_EVERY
         for uid, (namespace, job_id) in list(self.held.items()):
             row = self.journal.job(job_id)
             name = leases.lease_name("job", uid)
             if row is None or row.state.final:
                 leases.release(self.session.client, namespace, name)
                 del self.held[uid]
+                self._renewed.pop(uid, None)
                 self.done.add(uid)
-            elif renew and row.state is JobState.QUEUED:
+            elif row.state is JobState.QUEUED and now - self._renewed.setdefault(uid, now) >= (
+                _RENEW_EVERY
+            ):
                 leases.acquire(
                     self.session.client, namespace, name, self.node, seconds=LEASE_SECONDS
                 )
-        if renew:
-            self._renewed = now
+                self._renewed[uid] = now
 
     # --- ends -----------------------------------------------------------------------------
     def follow_ends(self) -> float | None:
