@@ -93,7 +93,7 @@ def test_an_hpa_owned_workload_is_refused_with_the_reason(
             "maxReplicas": 3,
         },
     }
-    autoscaling: Any = mode.client.autoscaling
+    autoscaling: Any = __import__("kubernetes").client.AutoscalingV2Api(kube.api_client)
     autoscaling.create_namespaced_horizontal_pod_autoscaler("default", hpa)
     with pytest.raises(ActuatorError, match="HorizontalPodAutoscaler whisper owns"):
         actuator_for(KubernetesMethod(name="whisper")).release(_ctx(tmp_path))
@@ -106,7 +106,7 @@ def test_keda_is_paused_through_its_annotation_and_resumed(
 ) -> None:
     kube.apps.create_namespaced_deployment("default", _pinned("tts", ["sleep", "60"]))
     kube.running("app=tts", 1)
-    custom: Any = mode.client.custom
+    custom: Any = __import__("kubernetes").client.CustomObjectsApi(kube.api_client)
     custom.create_namespaced_custom_object(
         "keda.sh",
         "v1alpha1",

@@ -120,19 +120,9 @@ class Cluster:
     sim_dir: Path
 
     def create(self, body: Obj) -> Obj:
-        """What `kubectl apply` of a new object does. The broker never creates workloads, so
-        the client has no typed call for them: this uses the official client's generated API
-        through the client's one call path (counted, errors as KubeError)."""
-        kc, meta = self.kc, body["metadata"]
-        if body["kind"] == "Job":
-            return kc.create_job(meta["namespace"], body)
-        if body["kind"] == "Namespace":
-            return kc._call(kc.core.create_namespace, body)
-        calls: dict[str, Callable[..., Any]] = {
-            "Deployment": kc.apps.create_namespaced_deployment,
-            "CronJob": kc.batch.create_namespaced_cron_job,
-        }
-        return kc._call(calls[body["kind"]], meta["namespace"], body)
+        """What `kubectl apply` of a new object does (counted, errors as KubeError)."""
+        plural = f"{body['kind'].lower()}s"  # namespaces, deployments, cronjobs, jobs
+        return self.kc.create(body["apiVersion"], plural, body["metadata"].get("namespace"), body)
 
     def deployment(self, ns: str, name: str) -> Obj:
         from gpuherd.k8s.client import Ref

@@ -6,6 +6,17 @@ resourceVersion, an object that exists), `Gone` (410: a watch's version fell out
 server's history) and `KubeError` for the rest. No other gpuherd module imports `kubernetes`
 (an import-linter contract), so a change of client version touches this file only.
 
+The official client's `ApiClient` and `kubernetes.config` do the work (kubeconfig or service
+account, auth and its refresh, TLS, proxies, timeouts), but the generated `CoreV1Api`,
+`AppsV1Api`... are never made: importing one imports the pydantic models named in its type
+hints (250 modules for CoreV1Api, about 30 MB resident), and gpuherd reads raw JSON anyway.
+Each method names its REST path and `_send` builds the request as the generated methods do
+(`param_serialize`, the same query parameters in the same order, Accept, Content-Type for
+patches, the BearerToken auth setting), so what goes on the wire is what they send. One
+difference: a create or replace body goes out as the `dict` it is, where a generated method
+first validated it into its model (key order, timestamps as `+00:00`, and a field the model
+does not know refused in the client rather than by the server).
+
 Every call is counted in `requests` (a watch counts once when opened): the benchmark's "API
 requests per minute while idle" reads it.
 """
@@ -16,7 +27,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,31 +45,29 @@ _SCALE_ATTEMPTS = 8
 _PAGE = 500  # objects per LIST page (`limit`), as kubectl asks
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _LIST_TIMEOUT = (10, 120)  # seconds: connect, read one page
-# resource -> (API attribute, list in all namespaces / cluster-scoped, list in one namespace)
-_LISTS: dict[str, tuple[str, str, str | None]] = {
-    "namespaces": ("core", "list_namespace", None),
-    "nodes": ("core", "list_node", None),
-    "pods": ("core", "list_pod_for_all_namespaces", "list_namespaced_pod"),
-    "configmaps": ("core", "list_config_map_for_all_namespaces", "list_namespaced_config_map"),
-    "persistentvolumes": ("core", "list_persistent_volume", None),
-    "persistentvolumeclaims": (
-        "core",
-        "list_persistent_volume_claim_for_all_namespaces",
-        "list_namespaced_persistent_volume_claim",
-    ),
-    "deployments": ("apps", "list_deployment_for_all_namespaces", "list_namespaced_deployment"),
-    "statefulsets": (
-        "apps",
-        "list_stateful_set_for_all_namespaces",
-        "list_namespaced_stateful_set",
-    ),
-    "daemonsets": ("apps", "list_daemon_set_for_all_namespaces", "list_namespaced_daemon_set"),
-    "replicasets": ("apps", "list_replica_set_for_all_namespaces", "list_namespaced_replica_set"),
-    "jobs": ("batch", "list_job_for_all_namespaces", "list_namespaced_job"),
-    "cronjobs": ("batch", "list_cron_job_for_all_namespaces", "list_namespaced_cron_job"),
-    "storageclasses": ("storage", "list_storage_class", None),
-    "runtimeclasses": ("node_api", "list_runtime_class", None),
+# What every generated method sends: the first JSON type of its Accept list, and its one auth
+# setting (the kubeconfig's or service account's token; none with client certificates).
+_ACCEPT = "application/json"
+_AUTH = ["BearerToken"]
+# resource -> (apiVersion, namespaced): the collections `list_all` pages through
+_RESOURCES: dict[str, tuple[str, bool]] = {
+    "namespaces": ("v1", False),
+    "nodes": ("v1", False),
+    "pods": ("v1", True),
+    "configmaps": ("v1", True),
+    "persistentvolumes": ("v1", False),
+    "persistentvolumeclaims": ("v1", True),
+    "deployments": ("apps/v1", True),
+    "statefulsets": ("apps/v1", True),
+    "daemonsets": ("apps/v1", True),
+    "replicasets": ("apps/v1", True),
+    "jobs": ("batch/v1", True),
+    "cronjobs": ("batch/v1", True),
+    "storageclasses": ("storage.k8s.io/v1", False),
+    "runtimeclasses": ("node.k8s.io/v1", False),
 }
+_WATCHED = ("pods", "jobs", "deployments", "statefulsets")  # listed and watched in all namespaces
+_WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 
 
 class KubeError(Exception):
@@ -109,28 +118,49 @@ def _error(exc: ApiException) -> KubeError:
     return kind(status, message)
 
 
-def _selectors(node: str | None, labels: str | None) -> dict[str, str]:
-    kwargs = {}
-    if node is not None:
-        kwargs["field_selector"] = f"spec.nodeName={node}"
-    if labels is not None:
-        kwargs["label_selector"] = labels
-    return kwargs
+def _root(api_version: str) -> str:
+    """`/api/v1` for the core group, `/apis/<group>/<version>` for the others."""
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+
+
+def _collection(resource: str, namespace: str | None) -> str:
+    """The LIST path of `resource`: in `namespace`, else in all namespaces (or cluster-scoped)."""
+    api_version, namespaced = _RESOURCES[resource]
+    if namespaced and namespace is not None:
+        return f"{_root(api_version)}/namespaces/{{namespace}}/{resource}"
+    return f"{_root(api_version)}/{resource}"
+
+
+def _list_query(
+    *,
+    bookmarks: bool | None = None,
+    token: str | None = None,
+    node: str | None = None,
+    labels: str | None = None,
+    limit: int | None = None,
+    version: str | None = None,
+    timeout: int | None = None,
+    watch: bool | None = None,
+) -> list[tuple[str, Any]]:
+    """A LIST's query parameters in the order the generated `list_*` methods write them."""
+    given = [
+        ("allowWatchBookmarks", bookmarks),
+        ("continue", token),
+        ("fieldSelector", None if node is None else f"spec.nodeName={node}"),
+        ("labelSelector", labels),
+        ("limit", limit),
+        ("resourceVersion", version),
+        ("timeoutSeconds", timeout),
+        ("watch", watch),
+    ]
+    return [(key, value) for key, value in given if value is not None]
 
 
 class KubeClient:
-    """Typed wrappers over the official client's generated APIs, answering raw JSON."""
+    """Typed calls over the official client's `ApiClient`, answering raw JSON."""
 
     def __init__(self, api_client: Any) -> None:
         self.api_client = api_client
-        self.core = k8s.CoreV1Api(api_client)
-        self.apps = k8s.AppsV1Api(api_client)
-        self.batch = k8s.BatchV1Api(api_client)
-        self.coordination = k8s.CoordinationV1Api(api_client)
-        self.autoscaling = k8s.AutoscalingV2Api(api_client)
-        self.custom = k8s.CustomObjectsApi(api_client)
-        self.storage = k8s.StorageV1Api(api_client)
-        self.node_api = k8s.NodeV1Api(api_client)
         self.lock = threading.Lock()
         self.requests = 0
         self.conflicts = 0  # 409s met by `scale` and retried
@@ -165,57 +195,113 @@ class KubeClient:
         self.api_client.close()
 
     # --- the call path ---------------------------------------------------------------------
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        names: dict[str, str] | None = None,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Obj | None = None,
+        content_type: str | None = None,
+        timeout: Any = None,
+    ) -> Any:
+        """One counted request to `path`, its `{namespace}`/`{name}` filled (URL-quoted) from
+        `names`; answers the urllib3 response with its body unread. A status outside 2xx
+        raises the KubeError it maps to; no answer at all raises KubeError(0, ...)."""
         with self.lock:
             self.requests += 1
+        headers = {"Accept": _ACCEPT}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        api = self.api_client
         try:
-            resp = fn(*args, _preload_content=False, **kwargs)
-        except ApiException as exc:
+            request = api.param_serialize(
+                method=method,
+                resource_path=path,
+                path_params=names,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                post_params=[],
+                files={},
+                auth_settings=_AUTH,
+                collection_formats={},
+            )
+            resp = api.call_api(*request, _request_timeout=timeout)
+            if not 200 <= resp.status <= 299:
+                resp.read()  # as the generated methods do: the Status body names the reason
+                raise ApiException(http_resp=resp)
+        except ApiException as exc:  # also TLS failures (status 0)
             raise _error(exc) from None
         except OSError as exc:  # reset midway
             raise KubeError(0, f"the API server did not answer: {exc}") from None
         except TransportError as exc:  # refused, unresolvable, TLS: urllib3 gave up retrying
-            reason = getattr(exc, "reason", None) or exc
-            raise KubeError(0, f"the API server {self.server} did not answer: {reason}") from None
-        data = resp.data
+            raise self._unanswered(exc) from None
+        return resp.response
+
+    def _unanswered(self, exc: TransportError) -> KubeError:
+        reason = getattr(exc, "reason", None) or exc
+        return KubeError(0, f"the API server {self.server} did not answer: {reason}")
+
+    def _json(self, method: str, path: str, names: dict[str, str] | None = None, **kw: Any) -> Obj:
+        """`_send`, answering the body as JSON (`{}` when empty)."""
+        resp = self._send(method, path, names, **kw)
+        try:
+            data = resp.data
+        except OSError as exc:
+            raise KubeError(0, f"the API server did not answer: {exc}") from None
+        except TransportError as exc:
+            raise self._unanswered(exc) from None
         return dict(json.loads(data)) if data else {}
 
+    # --- any object (what `kubectl create` does) --------------------------------------------
+    def create(
+        self,
+        api_version: str,
+        kind_plural: str,
+        namespace: str | None,
+        body: Obj,
+        *,
+        timeout: float | None = None,
+    ) -> Obj:
+        """POST `body` to its collection, e.g. `create("apps/v1", "deployments", "media", d)`;
+        `namespace` None for a cluster-scoped kind (`create("v1", "namespaces", None, ns)`).
+        `timeout`: seconds for the whole request."""
+        root = _root(api_version)
+        if namespace is None:
+            return self._json("POST", f"{root}/{kind_plural}", body=body, timeout=timeout)
+        path = f"{root}/namespaces/{{namespace}}/{kind_plural}"
+        return self._json("POST", path, {"namespace": namespace}, body=body, timeout=timeout)
+
     # --- workloads -------------------------------------------------------------------------
-    def _apps(self, ref: Ref, verb: str) -> Callable[..., Any]:
-        kinds = {"Deployment": "deployment", "StatefulSet": "stateful_set"}
-        if ref.kind not in kinds:
+    def _workload(self, ref: Ref, tail: str = "") -> tuple[str, dict[str, str]]:
+        if ref.kind not in _WORKLOADS:
             raise KubeError(400, f"{ref.kind} is not a scalable workload gpuherd knows")
-        return getattr(self.apps, f"{verb}_namespaced_{kinds[ref.kind]}")  # type: ignore[no-any-return]
+        path = f"/apis/apps/v1/namespaces/{{namespace}}/{_WORKLOADS[ref.kind]}/{{name}}{tail}"
+        return path, {"namespace": ref.namespace, "name": ref.name}
 
     def get_workload(self, ref: Ref) -> Obj:
-        return self._call(self._apps(ref, "read"), ref.name, ref.namespace)
+        return self._json("GET", *self._workload(ref))
 
     def patch_workload(self, ref: Ref, patch: Obj) -> Obj:
         """A JSON merge patch (a None value removes the key)."""
-        fn = self._apps(ref, "patch")
-        return self._call(fn, ref.name, ref.namespace, patch, _content_type=MERGE)
+        return self._json("PATCH", *self._workload(ref), body=patch, content_type=MERGE)
 
     def list_workloads(self, kind: str, namespace: str | None = None) -> list[Obj]:
-        verb = {"Deployment": "deployment", "StatefulSet": "stateful_set"}[kind]
-        if namespace is None:
-            fn = getattr(self.apps, f"list_{verb}_for_all_namespaces")
-            return list(self._call(fn).get("items") or [])
-        fn = getattr(self.apps, f"list_namespaced_{verb}")
-        return list(self._call(fn, namespace).get("items") or [])
+        path = _collection(_WORKLOADS[kind], namespace)
+        names = None if namespace is None else {"namespace": namespace}
+        return list(self._json("GET", path, names).get("items") or [])
 
     def read_scale(self, ref: Ref) -> tuple[int, str]:
         """Its `spec.replicas` through the scale subresource, with the resourceVersion."""
-        verb = "deployment" if ref.kind == "Deployment" else "stateful_set"
-        fn = getattr(self.apps, f"read_namespaced_{verb}_scale")
-        scale = self._call(fn, ref.name, ref.namespace)
+        scale = self._json("GET", *self._workload(ref, "/scale"))
         return int((scale.get("spec") or {}).get("replicas") or 0), str(
             scale["metadata"]["resourceVersion"]
         )
 
     def write_scale(self, ref: Ref, replicas: int, resource_version: str) -> None:
         """PUT the scale with a resourceVersion precondition: 409 if anyone wrote since."""
-        verb = "deployment" if ref.kind == "Deployment" else "stateful_set"
-        fn = getattr(self.apps, f"replace_namespaced_{verb}_scale")
         body = {
             "apiVersion": "autoscaling/v1",
             "kind": "Scale",
@@ -226,7 +312,7 @@ class KubeClient:
             },
             "spec": {"replicas": replicas},
         }
-        self._call(fn, ref.name, ref.namespace, body)
+        self._json("PUT", *self._workload(ref, "/scale"), body=body)
 
     def scale(self, ref: Ref, replicas: int) -> int:
         """Set its replicas; on 409 read again and retry. Returns the replicas it had before."""
@@ -246,29 +332,23 @@ class KubeClient:
         self, *, node: str | None = None, namespace: str | None = None, labels: str | None = None
     ) -> Obj:
         """The pod list (with `metadata.resourceVersion`), on one node when `node` is given."""
-        kwargs = _selectors(node, labels)
-        if namespace is None:
-            return self._call(self.core.list_pod_for_all_namespaces, **kwargs)
-        return self._call(self.core.list_namespaced_pod, namespace, **kwargs)
+        names = None if namespace is None else {"namespace": namespace}
+        query = _list_query(node=node, labels=labels)
+        return self._json("GET", _collection("pods", namespace), names, query=query)
 
     def list_objects(
         self, resource: str, *, node: str | None = None, labels: str | None = None
     ) -> Obj:
         """All namespaces' pods, jobs, deployments or statefulsets (a list with its
         `metadata.resourceVersion`)."""
-        kwargs = _selectors(node, labels)
-        return self._call(self._all_namespaces(resource), **kwargs)
+        query = _list_query(node=node, labels=labels)
+        return self._json("GET", self._all_namespaces(resource), query=query)
 
-    def _all_namespaces(self, resource: str) -> Callable[..., Any]:
-        if resource == "pods":
-            return self.core.list_pod_for_all_namespaces
-        if resource == "jobs":
-            return self.batch.list_job_for_all_namespaces
-        if resource == "deployments":
-            return self.apps.list_deployment_for_all_namespaces
-        if resource == "statefulsets":
-            return self.apps.list_stateful_set_for_all_namespaces
-        raise ValueError(f"no watch for {resource}")
+    @staticmethod
+    def _all_namespaces(resource: str) -> str:
+        if resource not in _WATCHED:
+            raise ValueError(f"no watch for {resource}")
+        return _collection(resource, None)
 
     def watch(
         self,
@@ -282,21 +362,15 @@ class KubeClient:
         """Watch events from `resource_version` with bookmarks, as raw `{type, object}` dicts.
         Raises Gone when the version expired, on the request or as an ERROR event inside the
         stream (a real server does both)."""
-        with self.lock:
-            self.requests += 1
-        try:
-            resp: Any = self._all_namespaces(resource)(
-                **_selectors(node, labels),
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                watch=True,
-                timeout_seconds=timeout,
-                _preload_content=False,
-            )
-        except ApiException as exc:
-            raise _error(exc) from None
-        except OSError as exc:
-            raise KubeError(0, f"the API server did not answer: {exc}") from None
+        query = _list_query(
+            bookmarks=True,
+            node=node,
+            labels=labels,
+            version=resource_version,
+            timeout=timeout,
+            watch=True,
+        )
+        resp = self._send("GET", self._all_namespaces(resource), query=query)
         try:
             pending = b""
             for chunk in resp.stream(amt=None, decode_content=False):
@@ -312,7 +386,7 @@ class KubeClient:
                         kind = Gone if code == 410 else KubeError
                         raise kind(code, str(status.get("message") or status.get("reason")))
                     yield event
-        except OSError as exc:  # the stream broke: the caller resumes from its version
+        except (OSError, TransportError) as exc:  # the stream broke: resume from the version
             raise KubeError(0, f"the watch stream broke: {exc}") from None
         finally:
             resp.close()
@@ -321,36 +395,29 @@ class KubeClient:
     def watch_pods(self, node: str, resource_version: str, *, timeout: int) -> Iterator[Obj]:
         return self.watch("pods", resource_version, node=node, timeout=timeout)
 
+    def _pod(self, namespace: str, name: str, tail: str = "") -> tuple[str, dict[str, str]]:
+        return f"/api/v1/namespaces/{{namespace}}/pods/{{name}}{tail}", {
+            "namespace": namespace,
+            "name": name,
+        }
+
     def get_pod(self, namespace: str, name: str) -> Obj:
-        return self._call(self.core.read_namespaced_pod, name, namespace)
+        return self._json("GET", *self._pod(namespace, name))
 
     def patch_pod(self, namespace: str, name: str, patch: Obj) -> Obj:
-        return self._call(
-            self.core.patch_namespaced_pod, name, namespace, patch, _content_type=MERGE
-        )
+        return self._json("PATCH", *self._pod(namespace, name), body=patch, content_type=MERGE)
 
     def pod_log(self, namespace: str, name: str) -> str:
-        with self.lock:
-            self.requests += 1
+        resp = self._send("GET", *self._pod(namespace, name, "/log"))
         try:
-            log: Any = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False)
-        except ApiException as exc:
-            raise _error(exc) from None
-        return bytes(log.data).decode("utf-8", "replace")
+            return bytes(resp.data).decode("utf-8", "replace")
+        except (OSError, TransportError) as exc:
+            raise KubeError(0, f"the log stream broke: {exc}") from None
 
     def follow_pod_log(self, namespace: str, name: str) -> Iterator[bytes]:
         """The pod's log from its start, chunk by chunk as it is written, until its container
         stops; a broken stream raises KubeError."""
-        with self.lock:
-            self.requests += 1
-        try:
-            resp: Any = self.core.read_namespaced_pod_log(
-                name, namespace, follow=True, _preload_content=False
-            )
-        except ApiException as exc:
-            raise _error(exc) from None
-        except Exception as exc:  # refused, reset: urllib3's errors
-            raise KubeError(0, f"the API server did not answer: {exc}") from None
+        resp = self._send("GET", *self._pod(namespace, name, "/log"), query=[("follow", True)])
         try:
             yield from resp.stream(amt=None, decode_content=False)
         except Exception as exc:
@@ -359,101 +426,96 @@ class KubeClient:
             resp.release_conn()
 
     # --- jobs ------------------------------------------------------------------------------
+    def _job(self, namespace: str, name: str) -> tuple[str, dict[str, str]]:
+        return "/apis/batch/v1/namespaces/{namespace}/jobs/{name}", {
+            "namespace": namespace,
+            "name": name,
+        }
+
     def list_jobs(self, *, labels: str, namespace: str | None = None) -> list[Obj]:
-        if namespace is None:
-            found = self._call(self.batch.list_job_for_all_namespaces, label_selector=labels)
-        else:
-            found = self._call(self.batch.list_namespaced_job, namespace, label_selector=labels)
+        names = None if namespace is None else {"namespace": namespace}
+        query = _list_query(labels=labels)
+        found = self._json("GET", _collection("jobs", namespace), names, query=query)
         return list(found.get("items") or [])
 
     def get_job(self, namespace: str, name: str) -> Obj:
-        return self._call(self.batch.read_namespaced_job, name, namespace)
+        return self._json("GET", *self._job(namespace, name))
 
     def patch_job(self, namespace: str, name: str, patch: Obj) -> Obj:
-        return self._call(
-            self.batch.patch_namespaced_job, name, namespace, patch, _content_type=MERGE
-        )
+        return self._json("PATCH", *self._job(namespace, name), body=patch, content_type=MERGE)
 
     def create_job(self, namespace: str, body: Obj) -> Obj:
-        return self._call(self.batch.create_namespaced_job, namespace, body)
+        return self.create("batch/v1", "jobs", namespace, body)
 
     def delete_job(self, namespace: str, name: str) -> None:
         body = {"propagationPolicy": "Background"}
-        self._call(self.batch.delete_namespaced_job, name, namespace, body=body)
+        self._json("DELETE", *self._job(namespace, name), body=body)
 
     # --- leases ----------------------------------------------------------------------------
+    def _lease(self, namespace: str, name: str) -> tuple[str, dict[str, str]]:
+        return "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}", {
+            "namespace": namespace,
+            "name": name,
+        }
+
     def get_lease(self, namespace: str, name: str) -> Obj:
-        return self._call(self.coordination.read_namespaced_lease, name, namespace)
+        return self._json("GET", *self._lease(namespace, name))
 
     def create_lease(self, namespace: str, body: Obj) -> Obj:
-        return self._call(self.coordination.create_namespaced_lease, namespace, body)
+        return self.create("coordination.k8s.io/v1", "leases", namespace, body)
 
     def replace_lease(self, namespace: str, name: str, body: Obj) -> Obj:
         """PUT with the body's resourceVersion: 409 if another holder wrote first."""
-        return self._call(self.coordination.replace_namespaced_lease, name, namespace, body)
+        return self._json("PUT", *self._lease(namespace, name), body=body)
 
     def delete_lease(self, namespace: str, name: str) -> None:
-        self._call(self.coordination.delete_namespaced_lease, name, namespace)
+        self._json("DELETE", *self._lease(namespace, name))
 
     # --- storage, autoscalers --------------------------------------------------------------
     def get_pvc(self, namespace: str, name: str) -> Obj:
-        return self._call(self.core.read_namespaced_persistent_volume_claim, name, namespace)
+        path = "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+        return self._json("GET", path, {"namespace": namespace, "name": name})
 
     def get_pv(self, name: str) -> Obj:
-        return self._call(self.core.read_persistent_volume, name)
+        return self._json("GET", "/api/v1/persistentvolumes/{name}", {"name": name})
 
     def list_hpas(self, namespace: str) -> list[Obj]:
-        fn = self.autoscaling.list_namespaced_horizontal_pod_autoscaler
-        return list(self._call(fn, namespace).get("items") or [])
+        path = "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
+        return list(self._json("GET", path, {"namespace": namespace}).get("items") or [])
 
     def list_scaled_objects(self, namespace: str) -> list[Obj]:
         """KEDA ScaledObjects; none when KEDA's CRD is not installed."""
+        path = "/apis/keda.sh/v1alpha1/namespaces/{namespace}/scaledobjects"
         try:
-            found = self._call(
-                self.custom.list_namespaced_custom_object,
-                "keda.sh",
-                "v1alpha1",
-                namespace,
-                "scaledobjects",
-            )
+            found = self._json("GET", path, {"namespace": namespace})
         except NotFound:
             return []
         return list(found.get("items") or [])
 
     def patch_scaled_object(self, namespace: str, name: str, patch: Obj) -> Obj:
-        return self._call(
-            self.custom.patch_namespaced_custom_object,
-            "keda.sh",
-            "v1alpha1",
-            namespace,
-            "scaledobjects",
-            name,
-            patch,
-            _content_type=MERGE,
-        )
+        path = "/apis/keda.sh/v1alpha1/namespaces/{namespace}/scaledobjects/{name}"
+        names = {"namespace": namespace, "name": name}
+        return self._json("PATCH", path, names, body=patch, content_type=MERGE)
 
     def get_node(self, name: str) -> Obj:
-        return self._call(self.core.read_node, name)
+        return self._json("GET", "/api/v1/nodes/{name}", {"name": name})
 
     def create_event(self, namespace: str, body: Obj, *, timeout: float | None = None) -> None:
         """`timeout`: seconds for the whole request (an event must never wait long)."""
-        extra = {} if timeout is None else {"_request_timeout": timeout}
-        self._call(self.core.create_namespaced_event, namespace, body, **extra)
+        self.create("v1", "events", namespace, body, timeout=timeout)
 
     # --- reading what runs (lint --cluster, plan --from-cluster) ----------------------------
     def list_all(self, resource: str, namespace: str | None = None) -> list[Obj]:
-        """Every object of `resource` (`deployments`, `nodes`...: see _LISTS) in all namespaces
-        or in `namespace`, page by page. Each item carries `apiVersion` and `kind`, which a
-        real server leaves out of list items."""
-        api_name, every, one = _LISTS[resource]
-        api = getattr(self, api_name)
-        fn = getattr(api, every if namespace is None or one is None else one)
-        args = () if namespace is None or one is None else (namespace,)
+        """Every object of `resource` (`deployments`, `nodes`...: see _RESOURCES) in all
+        namespaces or in `namespace` (ignored for a cluster-scoped one), page by page. Each
+        item carries `apiVersion` and `kind`, which a real server leaves out of list items."""
+        path = _collection(resource, namespace)
+        names = None if namespace is None else {"namespace": namespace}
         items: list[Obj] = []
         token: str | None = None
         while True:
-            more = {"_continue": token} if token else {}
-            page = self._call(fn, *args, limit=_PAGE, _request_timeout=_LIST_TIMEOUT, **more)
+            query = _list_query(token=token, limit=_PAGE)
+            page = self._json("GET", path, names, query=query, timeout=_LIST_TIMEOUT)
             kind = str(page.get("kind") or "").removesuffix("List")
             version = page.get("apiVersion")
             items += [{"apiVersion": version, "kind": kind, **i} for i in page.get("items") or []]
