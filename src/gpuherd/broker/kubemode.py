@@ -331,7 +331,9 @@ class KubeMode:
             note = meta.get("annotations") or {}
             row = self.journal.job(str(note[notes.JOB_ID]))
             if row is not None and not row.state.final:
-                if kubejobs.ended(job):  # ended in the cluster: the record follows soon
+                # Ended in the cluster, or created here and not yet started (it starts, or its
+                # job ends, within this engine step): the record follows soon.
+                if kubejobs.ended(job) or not kubejobs.started(job):
                     due = min(due or _END_POLL, _END_POLL)
                 continue
             if row is not None and notes.OUTCOME not in note:  # once, restarts included
