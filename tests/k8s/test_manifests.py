@@ -73,6 +73,7 @@ NEEDED = [
     ("batch", "jobs", "list"), ("batch", "jobs", "watch"), ("batch", "jobs", "patch"),
     ("batch", "jobs", "create"), ("coordination.k8s.io", "leases", "create"),
     ("coordination.k8s.io", "leases", "update"), ("coordination.k8s.io", "leases", "delete"),
+    ("coordination.k8s.io", "leases", "list"), ("coordination.k8s.io", "leases", "watch"),
     ("", "events", "create"),
 ]  # fmt: skip
 

@@ -21,6 +21,7 @@ atomic), so a step reading it mid-swap sees the old table or the new, never a ha
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -47,6 +48,7 @@ from gpuherd.spec.model import Config, JobSpec, TenantSpec
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 60
+_SPREAD = 1.0  # seconds over which idle brokers' turns for a Job that may land anywhere spread
 _RENEW_EVERY = 20.0
 _END_POLL = 0.25  # while a Job ran here has ended and its result is not yet recorded
 
@@ -72,6 +74,7 @@ class KubeMode:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._renewed: dict[str, float] = {}  # uid -> when its Job's lease was taken or renewed
+        self._seen: dict[str, float] = {}  # uid -> when a Job that may land elsewhere was seen
 
     @property
     def node(self) -> str:
@@ -118,10 +121,12 @@ class KubeMode:
                 if self._pods_changed:
                     self._pods_changed = False
                     self.sync_tenants()
-                self.admit()
+                turn = self.admit()
                 self.keep_leases()
                 due = self.follow_ends()
                 wait = _RENEW_EVERY if due is None else min(max(due, _END_POLL), _RENEW_EVERY)
+                if turn is not None:
+                    wait = min(wait, turn + 0.01)
             except KubeError as exc:  # the API server is away: the next change retries
                 log.warning("kubernetes mode: %s", exc.message)
                 self._stop.wait(1.0)
@@ -229,7 +234,18 @@ class KubeMode:
             self.session.events.emit(involved, reason, message, warning=warning)
 
     # --- admission ------------------------------------------------------------------------
-    def admit(self) -> None:
+    def admit(self) -> float | None:
+        """Take the queued Jobs this broker should admit; returns the seconds until a Job that
+        may land elsewhere too is this broker's turn (None: nothing is waiting for one).
+
+        A Job only this node can run is taken at once. One that could land on other nodes
+        too is asked for only by a broker with no job of its own in flight, only once no other
+        broker holds its lease (the lease watch says so, without a request), and after a delay
+        of its own (a hash of the Job and the node, up to _SPREAD): of fifty idle brokers one
+        asks first, its lease reaches the others through their watches, and they never ask.
+        So the Jobs spread over idle nodes, a few requests each."""
+        now = time.monotonic()
+        turn: float | None = None
         for job in self.jobs.items():
             meta = job["metadata"]
             uid = meta["uid"]
@@ -238,6 +254,13 @@ class KubeMode:
             if not notes.lands_on(job, self.node, self.node_labels):
                 continue
             lease = leases.lease_name("job", uid)
+            if not self._only_here(job):
+                if self._busy() or self._held_elsewhere(meta["namespace"], lease):
+                    continue
+                due = self._seen.setdefault(uid, now) + _delay(uid, self.node)
+                if now < due:
+                    turn = due - now if turn is None else min(turn, due - now)
+                    continue
             if not leases.acquire(
                 self.session.client, meta["namespace"], lease, self.node, seconds=LEASE_SECONDS
             ):
@@ -247,6 +270,31 @@ class KubeMode:
                 self.held[uid] = (meta["namespace"], job_id)
             else:  # refused before it was queued
                 leases.release(self.session.client, meta["namespace"], lease)
+        return turn
+
+    def _only_here(self, job: Obj) -> bool:
+        pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+        host = (pod.get("nodeSelector") or {}).get("kubernetes.io/hostname")
+        return self.node in (host, pod.get("nodeName"))
+
+    def _busy(self) -> bool:
+        """A job admitted here has not ended: the GPU is promised, another Job would wait."""
+        for _ns, job_id in self.held.values():
+            row = self.journal.job(job_id)
+            if row is not None and not row.state.final:
+                return True
+        return False
+
+    def _held_elsewhere(self, namespace: str, name: str) -> bool:
+        cache = self.session.leases
+        if cache is None:
+            return False
+        for lease in cache.items():
+            meta = lease["metadata"]
+            if meta.get("name") == name and meta.get("namespace") == namespace:
+                who, until = leases.holder(lease)
+                return who not in (None, self.node) and until > time.time()
+        return False
 
     def _queue(self, job: Obj) -> JobId:
         meta = job["metadata"]
@@ -373,3 +421,9 @@ class KubeMode:
         meta = job["metadata"]
         with contextlib.suppress(NotFound):
             self.session.client.delete_job(meta["namespace"], meta["name"])
+
+
+def _delay(uid: str, node: str) -> float:
+    """This node's wait before asking for the Job: the same on every pass, different per node."""
+    digest = hashlib.sha256(f"{uid}/{node}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 * _SPREAD

@@ -39,6 +39,8 @@ class Opened:
         for cache in self.session.workloads.values():
             cache.on_change = self.mode.pods_changed  # tenants are read again
         self.jobs.on_change = self.mode.jobs_changed
+        if self.session.leases is not None:
+            self.session.leases.on_change = self.mode.jobs_changed  # a Job's lease let go
         self.mode.start()
 
     def close(self) -> None:
@@ -50,6 +52,8 @@ class Opened:
             self.mode.stop()
         for cache in (self.session.pods, self.jobs, *self.session.workloads.values()):
             cache.stop()
+        if self.session.leases is not None:
+            self.session.leases.stop()
         if self.session.events is not None:
             self.session.events.stop()  # what the last restores reported, for a moment at most
         session.use(None)
@@ -89,6 +93,7 @@ def open_mode(
     from gpuherd.k8s import session
     from gpuherd.k8s.annotations import QUEUE_LABEL
     from gpuherd.k8s.events import Recorder
+    from gpuherd.k8s.leases import MANAGED_BY
     from gpuherd.k8s.pods import Cache, PodCache
     from gpuherd.spec.model import Config
 
@@ -133,14 +138,22 @@ def open_mode(
         kind: Cache(client, resource, watch_seconds=seconds)
         for kind, resource in (("Deployment", "deployments"), ("StatefulSet", "statefulsets"))
     }
+    leases = Cache(client, "leases", labels=MANAGED_BY, watch_seconds=seconds)
     recorder = Recorder(client, node)
     s = session.Session(
-        client, node, pods, proc_root or ROOT, jobs=jobs, workloads=workloads, events=recorder
+        client,
+        node,
+        pods,
+        proc_root or ROOT,
+        jobs=jobs,
+        workloads=workloads,
+        events=recorder,
+        leases=leases,
     )
     session.use(s)
     recorder.start()
     use_defaults(root=s.proc_root, pods=pods.infos)
-    for cache in (pods, jobs, *workloads.values()):
+    for cache in (pods, jobs, leases, *workloads.values()):
         cache.start()
     launcher = LAUNCHERS["kubernetes"](None)
     return Opened(config=cfg, launcher=launcher, session=s, jobs=jobs)

@@ -65,8 +65,10 @@ _RESOURCES: dict[str, tuple[str, bool]] = {
     "cronjobs": ("batch/v1", True),
     "storageclasses": ("storage.k8s.io/v1", False),
     "runtimeclasses": ("node.k8s.io/v1", False),
+    "leases": ("coordination.k8s.io/v1", True),
 }
-_WATCHED = ("pods", "jobs", "deployments", "statefulsets")  # listed and watched in all namespaces
+# listed and watched in all namespaces
+_WATCHED = ("pods", "jobs", "deployments", "statefulsets", "leases")
 _WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 
 

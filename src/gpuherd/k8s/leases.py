@@ -16,6 +16,8 @@ from typing import Any
 from gpuherd.k8s.client import Conflict, KubeClient, NotFound
 
 Obj = dict[str, Any]
+# The label selector of gpuherd's leases: each broker watches them (kubemode.admit).
+MANAGED_BY = "app.kubernetes.io/managed-by=gpuherd"
 
 
 def _micro(at: float) -> str:
@@ -57,7 +59,7 @@ def acquire(client: KubeClient, namespace: str, name: str, me: str, *, seconds: 
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "gpuherd"},
+            "labels": {"app.kubernetes.io/managed-by": "gpuherd"},  # MANAGED_BY: watched
         },
         "spec": spec,
     }

@@ -29,6 +29,7 @@ class Session:
     jobs: Cache | None = None  # the Jobs labelled gpuherd.io/queue
     workloads: dict[str, Cache] = field(default_factory=dict)  # kind -> every one, watched
     events: Recorder | None = None  # Kubernetes Events on what the broker acts on
+    leases: Cache | None = None  # gpuherd's Leases: a Job another broker holds is not asked for
 
     def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment or StatefulSet as the watch last saw it (None: not watched or gone)."""
