@@ -9,7 +9,7 @@ from gpuherd.ids import GpuName
 from gpuherd.k8s import annotations as notes
 from gpuherd.k8s import leases
 from gpuherd.k8s.client import KubeClient
-from gpuherd.spec.model import KubernetesMethod
+from gpuherd.spec.model import KubernetesMethod, OllamaMethod, VllmSleepMethod
 
 GIB = 1024**3
 
@@ -51,10 +51,30 @@ def test_a_workloads_annotations_make_a_tenant() -> None:
 
 def test_a_bad_annotation_is_reported_by_name_and_skipped() -> None:
     skipped: list[str] = []
-    w = _workload(**{"gpuherd.io/vram": "lots", "gpuherd.io/preempt": "ollama,kubernetes"})
+    w = _workload(**{"gpuherd.io/vram": "lots", "gpuherd.io/preempt": "mystery,kubernetes"})
     assert notes.tenant_spec(w, "Deployment", None, skipped) is None
-    assert any("deployment/ai/ollama: preempt ollama" in s for s in skipped)
+    assert any("deployment/ai/ollama: preempt mystery" in s for s in skipped)
     assert any("deployment/ai/ollama: annotation vram" in s for s in skipped)
+
+
+def test_app_native_methods_reach_the_pod_at_its_ip_or_the_url_given() -> None:
+    skipped: list[str] = []
+    w = _workload(**{"gpuherd.io/vram": "6Gi", "gpuherd.io/preempt": "ollama,kubernetes"})
+    spec = notes.tenant_spec(w, "Deployment", None, skipped)
+    assert spec is not None
+    assert not skipped
+    ollama, scale = spec.preempt
+    assert isinstance(ollama, OllamaMethod)
+    assert ollama.url == "http://{pod_ip}:11434"
+    assert isinstance(scale, KubernetesMethod)
+    given = _workload(
+        **{"gpuherd.io/preempt": "vllm-sleep", "gpuherd.io/url": "http://{pod_ip}:9000"}
+    )
+    spec = notes.tenant_spec(given, "Deployment", None, skipped)
+    assert spec is not None
+    [vllm] = spec.preempt
+    assert isinstance(vllm, VllmSleepMethod)
+    assert vllm.url == "http://{pod_ip}:9000"
 
 
 def test_which_jobs_wait_for_admission_and_where_they_may_land() -> None:

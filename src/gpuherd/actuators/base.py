@@ -28,6 +28,7 @@ class ActContext:
     identities: dict[int, int | None] | None = None
     backend: GpuBackend | None = None  # the GPUs, for methods that act on device memory
     state_dir: Path | None = None  # where methods keep what an operator may need by hand
+    pod_ips: tuple[str, ...] = ()  # the tenant's pods on this node (Kubernetes): `{pod_ip}`
 
 
 class Actuator(Protocol):

@@ -14,8 +14,23 @@ import httpx
 
 from gpuherd.actuators.base import ActContext, ActuatorError
 
+POD_IP = "{pod_ip}"
+
+
+def _at_pod(url: str, ctx: ActContext) -> str:
+    """`{pod_ip}` in a URL: the address of the tenant's pod on this node (Kubernetes mode)."""
+    if POD_IP not in url:
+        return url
+    if not ctx.pod_ips:
+        raise ActuatorError(
+            f"{ctx.tenant}: {url} names {POD_IP}, but no pod of the tenant runs on this node "
+            "(or the broker is not in Kubernetes mode)"
+        )
+    return url.replace(POD_IP, ctx.pod_ips[0])
+
 
 def _call(method: str, url: str, ctx: ActContext, body: Any = None) -> httpx.Response:
+    url = _at_pod(url, ctx)
     try:
         response = httpx.request(method, url, json=body, timeout=ctx.timeout)
     except httpx.HTTPError as exc:

@@ -23,10 +23,11 @@ from gpuherd.broker.guard import is_guard_job
 from gpuherd.broker.journal import Journal
 from gpuherd.broker.records import ReleaseRow, RestorePlan
 from gpuherd.broker.states import ReleaseState
+from gpuherd.gpu.attribution import pod_addresses
 from gpuherd.gpu.base import GpuBackend
 from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.ids import JobId, TenantName
-from gpuherd.spec.model import CheckpointMethod, Config, TenantSpec
+from gpuherd.spec.model import CheckpointMethod, Config, Match, TenantSpec
 from gpuherd.units import format_bytes
 
 _ROOM_WAIT = 10.0  # at most this long waiting for room before a restore counts as failed
@@ -67,10 +68,13 @@ class Keeper:
         tenant: str,
         pids: tuple[int, ...],
         timeout: float,
+        *,
         env: dict[str, str] | None = None,
         identities: dict[int, int | None] | None = None,
+        match: Match | None = None,
     ) -> ActContext:
         return ActContext(
+            pod_ips=pod_addresses(match.pod if match is not None else None),
             identities=identities,
             tenant=tenant,
             pids=pids,
@@ -113,6 +117,7 @@ class Keeper:
                 spec.release_timeout,
                 env={"GPUHERD_RELEASE_FOR": job_id},
                 identities=self._identities(tenant, spec, held),
+                match=spec.match,
             )
             try:
                 detail: dict[str, Any] | None = actuator.release(ctx)
@@ -209,7 +214,7 @@ class Keeper:
             # Do not even try: a model load would OOM and a cuda-checkpoint restore without
             # room fails for good. Retried with backoff once the memory is back.
             return short
-        ctx = self._context(tenant, (), spec.restore_timeout)
+        ctx = self._context(tenant, (), spec.restore_timeout, match=spec.match)
         deadline = self.clock.monotonic() + spec.restore_timeout
         started = release.detail.get("restore_started")
         if started and start_ticks(int(started["pid"])) == started["ticks"] is not None:

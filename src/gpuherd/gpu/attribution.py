@@ -61,6 +61,7 @@ class PodInfo:
     namespace: str
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    ip: str | None = None  # status.podIP: where app-native methods reach it ({pod_ip})
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,3 +241,16 @@ def attribute(
         )
         result.append(Attributed(proc, origin, owner, pod))
     return tuple(result)
+
+
+def pod_addresses(want: PodMatch | None) -> tuple[str, ...]:
+    """The IPs of the pods on this node that `want` names (Kubernetes mode): where a tenant's
+    app-native methods reach it through `{pod_ip}`, whether or not it holds GPU memory now."""
+    if want is None or _DEFAULTS.pods is None:
+        return ()
+    found = {
+        info.ip
+        for uid, info in _DEFAULTS.pods().items()
+        if info.ip and _pod_matches(want, Origin(pod_uid=uid), info)
+    }
+    return tuple(sorted(found))

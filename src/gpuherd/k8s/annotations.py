@@ -1,8 +1,10 @@
 """Workload and Job annotations turned into gpuherd's own declarations.
 
 A Deployment or StatefulSet annotated `gpuherd.io/vram` (or `gpuherd.io/priority`) is a tenant:
-`gpuherd.io/priority: "10"`, `gpuherd.io/vram: 4Gi`, `gpuherd.io/preempt: "kubernetes"`
-(methods in order), `gpuherd.io/tenant` (its name, default the workload's),
+`gpuherd.io/priority: "10"`, `gpuherd.io/vram: 4Gi`, `gpuherd.io/preempt: "ollama,kubernetes"`
+(methods in order: `ollama` and `vllm-sleep` reach the pod on this node at
+`gpuherd.io/url`, default `http://{pod_ip}:11434` and `:8000`), `gpuherd.io/tenant` (its name,
+default the workload's),
 `gpuherd.io/max-downtime`, `gpuherd.io/cooldown`. Its processes are found by `match: {pod:
 {namespace, labels}}` from the workload's selector.
 
@@ -18,7 +20,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from gpuherd.ids import GpuName
-from gpuherd.spec.model import KubernetesMethod, PreemptMethod, TenantSpec
+from gpuherd.spec.model import (
+    KubernetesMethod,
+    OllamaMethod,
+    PreemptMethod,
+    TenantSpec,
+    VllmSleepMethod,
+)
 
 Obj = dict[str, Any]
 P = "gpuherd.io/"
@@ -28,6 +36,11 @@ CREATED_BY = "gpuherd.io/created-by"  # the node whose broker created it from a 
 REFUSED = "gpuherd.io/refused"  # why its preflight refused it
 OUTCOME = "gpuherd.io/outcome"  # the gpuherd result, once recorded (and reported as an event)
 STOPPED = "gpuherd.io/stopped"  # the broker ended it (its timeout, not_on_cpu, a cancel)
+# App-native methods an annotation may name, and the port each app serves on by default.
+_APP_NATIVE: dict[str, tuple[type[OllamaMethod] | type[VllmSleepMethod], int]] = {
+    "ollama": (OllamaMethod, 11434),
+    "vllm-sleep": (VllmSleepMethod, 8000),
+}
 # Its ttlSecondsAfterFinished, taken over at launch: the Job stays until its result is recorded.
 TTL = "gpuherd.io/ttl-seconds-after-finished"
 NOT_ON_CPU = "gpuherd.io/not-on-cpu"  # the not_on_cpu check's `within` for a queued Job
@@ -67,8 +80,12 @@ def _methods(obj: Obj, kind: str, skipped: list[str]) -> list[PreemptMethod]:
                     {"kind": kind, "namespace": meta["namespace"], "name": meta["name"]}
                 )
             )
+        elif name in _APP_NATIVE:
+            # Reached at the pod on this node: `gpuherd.io/url`, else the app's usual port.
+            method, port = _APP_NATIVE[name]
+            url = str(notes.get(P + "url") or f"http://{{pod_ip}}:{port}")
+            methods.append(method.model_validate({"url": url}))
         else:
-            # App-native methods need the pod's address ({pod_ip}): not read from annotations.
             skipped.append(f"{kind.lower()}/{meta['namespace']}/{meta['name']}: preempt {name}")
     return methods
 

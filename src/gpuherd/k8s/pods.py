@@ -79,6 +79,7 @@ class Cache:
                     namespace=p["metadata"].get("namespace", ""),
                     name=p["metadata"]["name"],
                     labels=dict(p["metadata"].get("labels") or {}),
+                    ip=(p.get("status") or {}).get("podIP"),
                 )
                 for uid, p in self._pods.items()
             }
