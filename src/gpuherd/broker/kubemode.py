@@ -66,6 +66,8 @@ class KubeMode:
     held: dict[str, tuple[str, JobId]] = field(default_factory=dict)  # uid -> (ns, job id)
     done: set[str] = field(default_factory=set)  # uids whose admission ended here
     warned: set[str] = field(default_factory=set)  # workloads already warned about
+    reported: set[str] = field(default_factory=set)  # uids of Jobs whose end was reported
+    deleted: set[str] = field(default_factory=set)  # uids of Jobs whose ttl ran out here
 
     def __post_init__(self) -> None:
         self.base_tenants = dict(self.config.tenants)
@@ -372,10 +374,14 @@ class KubeMode:
         annotation), then apply the Job's ttl. Returns the seconds until something here is
         due (a result about to be recorded, a ttl running out), None when nothing is."""
         now, due = time.time(), None
+        seen = set()
         for job in self.jobs.items():
             if not kubejobs.ours(job, self.node):
                 continue
             meta = job["metadata"]
+            seen.add(meta["uid"])
+            if meta["uid"] in self.deleted:
+                continue  # asked to go already; the watch shows it soon
             note = meta.get("annotations") or {}
             row = self.journal.job(str(note[notes.JOB_ID]))
             if row is not None and not row.state.final:
@@ -384,7 +390,9 @@ class KubeMode:
                 if kubejobs.ended(job) or not kubejobs.started(job):
                     due = min(due or _END_POLL, _END_POLL)
                 continue
-            if row is not None and notes.OUTCOME not in note:  # once, restarts included
+            # Once: the annotation says so across restarts, the set until the watch shows it.
+            if row is not None and notes.OUTCOME not in note and meta["uid"] not in self.reported:
+                self.reported.add(meta["uid"])
                 self._report(job, row)
             if not kubejobs.started(job):  # created here, never ran, never will
                 self._delete(job)
@@ -397,6 +405,8 @@ class KubeMode:
                 self._delete(job)
             else:
                 due = left if due is None else min(due, left)
+        self.reported &= seen  # Jobs gone from the watch need no memory
+        self.deleted &= seen
         return due
 
     def _report(self, job: Obj, row: JobRow) -> None:
@@ -419,8 +429,9 @@ class KubeMode:
 
     def _delete(self, job: Obj) -> None:
         meta = job["metadata"]
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(NotFound):  # another error: the next pass tries again
             self.session.client.delete_job(meta["namespace"], meta["name"])
+        self.deleted.add(meta["uid"])
 
 
 def _delay(uid: str, node: str) -> float:
