@@ -326,6 +326,8 @@ _BROKER_LIKE = textwrap.dedent(
     pods = kc.list_pods(node="k3s-cp-01")
     events = list(kc.watch("pods", pods["metadata"]["resourceVersion"], node="k3s-cp-01", timeout=1))
     kc.list_objects("jobs", labels="gpuherd.io/queue")
+    pod = kc.list_pods(namespace="default", labels="app=tts")["items"][0]["metadata"]["name"]
+    kc.get_pod("default", pod), kc.pod_log("default", pod)  # before the scale replaces it
     workload = kc.get_workload(ref)
     kc.list_hpas("default"), kc.list_scaled_objects("default"), kc.get_node("k3s-cp-01")
     assert leases.acquire(kc, "default", "gpuherd-tts", "k3s-cp-01")
@@ -341,8 +343,6 @@ _BROKER_LIKE = textwrap.dedent(
     kc.patch_job("default", "render", {"metadata": {"annotations": {"a": "b"}}})
     kc.get_job("default", "render"), kc.list_jobs(labels="x", namespace="default")
     kc.delete_job("default", "render")
-    pod = kc.list_pods(namespace="default", labels="app=tts")["items"][0]["metadata"]["name"]
-    kc.get_pod("default", pod), kc.pod_log("default", pod)
     leases.release(kc, "default", "gpuherd-tts")
     kc.list_all("deployments"), kc.list_all("nodes")
     loaded = sorted(m for m in sys.modules if m.startswith(("kubernetes.client.models.",
@@ -362,7 +362,7 @@ def test_the_broker_s_calls_import_no_generated_model_or_api(kube: Kube) -> None
         [sys.executable, "-c", _BROKER_LIKE, str(kube.cluster.kubeconfig)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
