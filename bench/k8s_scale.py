@@ -45,7 +45,7 @@ from k8s_proxy import CountingProxy
 GIB = 1024**3
 RESULTS = Path(__file__).parent / "results"
 HOLD = [sys.executable, "-m", "gpuherd", "sim", "hold", "--gpu", "$(CUDA_VISIBLE_DEVICES)"]
-IDLE = [sys.executable, "-c", "import time; time.sleep(86400)"]
+IDLE = ["sleep", "86400"]  # an idle service: a process, no GPU memory
 
 
 def node_name(i: int) -> str:

@@ -27,10 +27,22 @@ from gpuherd.gpu.attribution import pod_addresses
 from gpuherd.gpu.base import GpuBackend
 from gpuherd.gpu.procinfo import start_ticks
 from gpuherd.ids import JobId, TenantName
-from gpuherd.spec.model import CheckpointMethod, Config, Match, TenantSpec
+from gpuherd.spec.model import (
+    CheckpointMethod,
+    Config,
+    HttpMethod,
+    KubernetesMethod,
+    Match,
+    OllamaMethod,
+    TenantSpec,
+    VllmSleepMethod,
+)
 from gpuherd.units import format_bytes
 
 _ROOM_WAIT = 10.0  # at most this long waiting for room before a restore counts as failed
+# Methods whose restore may run again harmlessly (scale to the recorded count, load the
+# recorded models, wake): after a failed release attempt they are always undone.
+_IDEMPOTENT_RESTORE = (KubernetesMethod, OllamaMethod, VllmSleepMethod, HttpMethod)
 
 
 @dataclass
@@ -199,7 +211,10 @@ class Keeper:
     def _try_restore(self, release: ReleaseRow, plan: RestorePlan) -> str | None:
         """Restore with the method that released it and verify; None on success, else why."""
         spec, tenant = plan.tenant, release.tenant
-        if self.held(tenant, spec) > 0:
+        # A scale or an unload is undone by doing it again, whatever the GPU shows now: pods
+        # still terminating hold memory for a while and would never come back by themselves.
+        undo_anyway = isinstance(plan.method, _IDEMPOTENT_RESTORE)
+        if not undo_anyway and self.held(tenant, spec) > 0:
             # Trust the hardware: it holds memory, so it runs (a crash hit between the intent
             # and the release, or it came back by itself). Restoring would start it twice;
             # only its health check, if it has one, may still say no.

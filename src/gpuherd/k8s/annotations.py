@@ -4,9 +4,9 @@ A Deployment or StatefulSet annotated `gpuherd.io/vram` (or `gpuherd.io/priority
 `gpuherd.io/priority: "10"`, `gpuherd.io/vram: 4Gi`, `gpuherd.io/preempt: "ollama,kubernetes"`
 (methods in order: `ollama` and `vllm-sleep` reach the pod on this node at
 `gpuherd.io/url`, default `http://{pod_ip}:11434` and `:8000`), `gpuherd.io/tenant` (its name,
-default the workload's),
-`gpuherd.io/max-downtime`, `gpuherd.io/cooldown`. Its processes are found by `match: {pod:
-{namespace, labels}}` from the workload's selector.
+default the workload's), `gpuherd.io/max-downtime`, `gpuherd.io/cooldown`,
+`gpuherd.io/release-timeout`. Its processes are found by `match: {pod: {namespace, labels}}`
+from the workload's selector.
 
 A Job labelled `gpuherd.io/queue` with `gpuherd.io/vram` and `gpuherd.io/priority` (and
 optionally `gpuherd.io/not-on-cpu: 60s`, the not_on_cpu check) is queued for admission. A bad
@@ -102,7 +102,11 @@ def tenant_spec(obj: Obj, kind: str, gpu: GpuName | None, skipped: list[str]) ->
         "match": {"pod": {"namespace": meta["namespace"], "labels": labels}},
         "preempt": _methods(obj, kind, skipped),
     }
-    for key, field in (("max-downtime", "max_downtime"), ("cooldown", "cooldown")):
+    for key, field in (
+        ("max-downtime", "max_downtime"),
+        ("cooldown", "cooldown"),
+        ("release-timeout", "release_timeout"),
+    ):
         if P + key in notes:
             data[field] = notes[P + key]
     if str(notes.get(P + "preemptible", "true")).lower() == "false":

@@ -166,7 +166,11 @@ def restore(
     as a watch sees it, so the wait costs no request; without it the wait polls."""
     workload = (read() if read is not None else None) or client.get_workload(ref)
     notes = workload["metadata"].get("annotations") or {}
-    want = int(notes.get(RESTORE_REPLICAS, replicas if replicas is not None else 1))
+    if RESTORE_REPLICAS not in notes and replicas is None:
+        # Neither the annotation nor the release's record: the release never got as far as
+        # writing anything (a crash after the intent), so there is nothing to undo.
+        return int((workload.get("spec") or {}).get("replicas") or 0)
+    want = int(notes[RESTORE_REPLICAS]) if RESTORE_REPLICAS in notes else int(replicas or 0)
     if keda is not None:
         client.patch_scaled_object(
             ref.namespace, keda, {"metadata": {"annotations": {KEDA_PAUSED: None}}}

@@ -1,0 +1,104 @@
+"""A release whose pods outlast the release timeout: the workload was scaled to 0 but its pod,
+deaf to TERM, still holds the memory when the keeper gives up. The keeper must undo the scale
+(replicas back, annotations gone), not take the memory still held for a tenant that runs: its
+pod would end a moment later and the tenant would stay released for good."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpuherd.gpu.sim import SimHost
+from gpuherd.simcluster import NodeSpec
+from tests.k8s.broker import broker, cli, queued_job
+from tests.simcluster.conftest import Kube, start_cluster, wait_for
+
+GIB = 1024**3
+NODE = "k3s-gpu-01"
+# Holds 4 GiB and ignores TERM: the kubelet KILLs it after the grace period.
+DEAF = (
+    "import os, signal, time\n"
+    "from gpuherd.gpu.sim import SimHost\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "host = SimHost(os.environ['GPUHERD_SIM_DIR'])\n"
+    "gpu = int(os.environ['CUDA_VISIBLE_DEVICES'].split(',')[0])\n"
+    "host.allocate(pid=os.getpid(), gpu=gpu, nbytes=4 << 30, name='stubborn')\n"
+    "time.sleep(3600)\n"
+)
+
+
+@pytest.fixture
+def kube(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
+    yield from start_cluster(tmp_path, sim_dir, [NodeSpec(NODE, (0,), replicas=4)])
+
+
+def _stubborn() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "stubborn",
+            "annotations": {
+                "gpuherd.io/vram": "4Gi",
+                "gpuherd.io/priority": "1",
+                "gpuherd.io/release-timeout": "2s",
+            },
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "stubborn"}},
+            "template": {
+                "metadata": {"labels": {"app": "stubborn"}},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": NODE},
+                    "terminationGracePeriodSeconds": 6,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "example/stubborn:1",
+                            "command": [sys.executable, "-c", DEAF],
+                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _held(sim_dir: Path) -> int:
+    with SimHost(sim_dir) as host:
+        return sum(p.used_bytes or 0 for p in host.snapshot().processes if p.name == "stubborn")
+
+
+def test_a_scale_whose_pod_outlives_the_release_timeout_is_undone(
+    kube: Kube, sim_dir: Path, tmp_path: Path
+) -> None:
+    kube.apps.create_namespaced_deployment("default", _stubborn())
+    kube.running("app=stubborn", 1)
+    wait_for(lambda: _held(sim_dir) == 4 * GIB, what="4 GiB held")
+    state = tmp_path / "state"
+    with broker(kube.cluster, sim_dir, NODE, 0, state):
+        kube.batch.create_namespaced_job("default", queued_job("render", "10GiB", 50))
+
+        def undone() -> bool:
+            d = kube.apps.read_namespaced_deployment("stubborn", "default")
+            notes = d.metadata.annotations or {}
+            return bool(
+                d.spec.replicas == 1
+                and "gpuherd.io/released-by" not in notes
+                and (d.status.ready_replicas or 0) == 1
+            )
+
+        wait_for(undone, timeout=60, what="the scale undone and its pod Ready again")
+        wait_for(lambda: _held(sim_dir) == 4 * GIB, timeout=30, what="4 GiB held again")
+        # The job could not get its room this time: it failed, the tenant is back.
+        wait_for(
+            lambda: [j["state"] for j in cli(state, "jobs", "--all")] == ["failed"],
+            timeout=30,
+            what="the job's record",
+        )
