@@ -13,7 +13,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gpuherd.simcluster import SimCluster
+from gpuherd.gpu.sim import SimHost
+from gpuherd.simcluster import NodeSpec, SimCluster
+from tests.simcluster.conftest import Kube, start_cluster
+
+CP = "k3s-cp-01"
+
+
+def one_node(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
+    """The `kube` fixture of most end-to-end tests: one time-sliced GPU node, k3s-cp-01,
+    owning GPU 0 (12 GiB)."""
+    yield from start_cluster(tmp_path, sim_dir, [NodeSpec(CP, (0,), replicas=4)])
+
+
+def used(sim_dir: Path, gpu: int = 0) -> int:
+    """Bytes in use on the simulated GPU `gpu`."""
+    with SimHost(sim_dir) as host:
+        return next(d.memory_used for d in host.snapshot().devices if d.index == gpu)
 
 
 @contextmanager

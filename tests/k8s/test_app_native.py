@@ -12,17 +12,15 @@ from typing import Any
 import pytest
 
 from gpuherd.gpu.sim import SimHost
-from gpuherd.simcluster import NodeSpec
-from tests.k8s.broker import broker, cli, queued_job
-from tests.simcluster.conftest import Kube, start_cluster, wait_for
+from tests.k8s.broker import CP, broker, cli, one_node, queued_job
+from tests.simcluster.conftest import Kube, wait_for
 
 GIB = 1024**3
-NODE = "k3s-gpu-01"
 
 
 @pytest.fixture
 def kube(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
-    yield from start_cluster(tmp_path, sim_dir, [NodeSpec(NODE, (0,), replicas=4)])
+    yield from one_node(tmp_path, sim_dir)
 
 
 def _ollama() -> dict[str, Any]:
@@ -44,7 +42,7 @@ def _ollama() -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": {"app": "ollama"}},
                 "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": NODE},
+                    "nodeSelector": {"kubernetes.io/hostname": CP},
                     "containers": [
                         {
                             "name": "ollama",
@@ -72,7 +70,7 @@ def test_ollama_is_unloaded_at_its_pod_ip_and_reloaded_without_a_scale(
     wait_for(lambda: _held(sim_dir) == 5 * GIB, what="llama3 loaded")
     (pod,) = kube.pods("app=ollama")
     state = tmp_path / "state"
-    with broker(kube.cluster, sim_dir, NODE, 0, state):
+    with broker(kube.cluster, sim_dir, CP, 0, state):
         kube.batch.create_namespaced_job("default", queued_job("render", "9GiB", 50, "2s"))
         wait_for(lambda: _held(sim_dir) == 0, timeout=30, what="llama3 unloaded")
         assert [p.metadata.uid for p in kube.pods("app=ollama")] == [pod.metadata.uid]  # kept

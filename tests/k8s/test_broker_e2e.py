@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from gpuherd.gpu.sim import SimHost
 from gpuherd.simcluster import NodeSpec
-from tests.k8s.broker import broker, cli, queued_job, tenant
+from tests.k8s.broker import broker, cli, queued_job, tenant, used
 from tests.k8s.conftest import cluster
 from tests.simcluster.conftest import Kube, start_cluster, wait_for
 
@@ -29,11 +28,6 @@ def kube(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
     )
 
 
-def _used(sim_dir: Path, gpu: int) -> int:
-    with SimHost(sim_dir) as host:
-        return next(d.memory_used for d in host.snapshot().devices if d.index == gpu)
-
-
 def _deploy(kube: Kube, name: str) -> Any:
     return kube.apps.read_namespaced_deployment(name, "default")
 
@@ -43,7 +37,7 @@ def _two_tenants(kube: Kube, sim_dir: Path, **tts_notes: str) -> None:
     kube.apps.create_namespaced_deployment("default", tenant("tts", "4GiB", 1, CP, **tts_notes))
     kube.running("app=ollama", 1)
     kube.running("app=tts", 1)
-    wait_for(lambda: _used(sim_dir, 0) == 9 * GIB, what="9 GiB held by the tenants")
+    wait_for(lambda: used(sim_dir, 0) == 9 * GIB, what="9 GiB held by the tenants")
 
 
 def test_a_queued_job_gets_the_lower_priority_tenants_memory_and_gives_it_back(
@@ -83,7 +77,7 @@ def test_a_queued_job_gets_the_lower_priority_tenants_memory_and_gives_it_back(
             what="the job recorded as succeeded",
         )
         assert [j["name"] for j in jobs] == ["render"]
-        wait_for(lambda: _used(sim_dir, 0) == 9 * GIB, what="the tenants' memory back")
+        wait_for(lambda: used(sim_dir, 0) == 9 * GIB, what="the tenants' memory back")
 
 
 def _events(state: Path) -> list[dict[str, Any]]:
@@ -122,7 +116,7 @@ def test_an_hpa_owned_tenant_is_refused_with_the_reason_and_nothing_moves(
         assert not any(
             k.startswith("gpuherd.io/re") for k in _deploy(kube, "tts").metadata.annotations
         )
-        assert _used(sim_dir, 0) == 9 * GIB
+        assert used(sim_dir, 0) == 9 * GIB
 
 
 def test_a_job_whose_volume_is_on_another_node_fails_before_any_release(
@@ -280,7 +274,7 @@ def test_with_the_journal_wiped_the_annotations_alone_restore_the_tenant(
         wait_for(lambda: _restored(kube), timeout=40, what="tts restored from its annotations")
         events = [e["event"] if "event" in e else e["kind"] for e in _events(state)]
         assert "restore_orphan" in events
-    wait_for(lambda: _used(sim_dir, 0) == 9 * GIB, what="the tenants' memory back")
+    wait_for(lambda: used(sim_dir, 0) == 9 * GIB, what="the tenants' memory back")
 
 
 def test_argo_cd_tracking_is_warned_and_its_self_heal_detected(
@@ -295,7 +289,7 @@ def test_argo_cd_tracking_is_warned_and_its_self_heal_detected(
                  what="the warning")  # fmt: skip
         kube.batch.create_namespaced_job("default", queued_job("render", "6GiB", 50, "4s"))
         wait_for(lambda: _released(kube), timeout=30, what="tts released")
-        wait_for(lambda: _used(sim_dir, 0) == 11 * GIB, timeout=30, what="the job's 6 GiB held")
+        wait_for(lambda: used(sim_dir, 0) == 11 * GIB, timeout=30, what="the job's 6 GiB held")
         # What Argo CD's self-heal does to a released workload (its pod finds no room).
         kube.apps.patch_namespaced_deployment_scale("tts", "default", {"spec": {"replicas": 1}})
         [healed] = wait_for(

@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from gpuherd.gpu.sim import SimHost
-from gpuherd.simcluster import NodeSpec
-from tests.k8s.broker import broker, cli, queued_job, tenant
-from tests.simcluster.conftest import Kube, start_cluster, wait_for
+from tests.k8s.broker import broker, cli, one_node, queued_job, tenant, used
+from tests.simcluster.conftest import Kube, wait_for
 
 GIB = 1024**3
 CP = "k3s-cp-01"
@@ -23,12 +21,7 @@ POINTS = ["after_intent", "after_release", "job_running", "after_exit", "mid_res
 
 @pytest.fixture
 def kube(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
-    yield from start_cluster(tmp_path, sim_dir, [NodeSpec(CP, (0,), replicas=4)])
-
-
-def _used(sim_dir: Path) -> int:
-    with SimHost(sim_dir) as host:
-        return next(d.memory_used for d in host.snapshot().devices if d.index == 0)
+    yield from one_node(tmp_path, sim_dir)
 
 
 def _back(kube: Kube, name: str) -> bool:
@@ -51,7 +44,7 @@ def test_a_broker_killed_at_each_point_finishes_the_job_once_and_restores(
     kube.apps.create_namespaced_deployment("default", tenant("tts", "4GiB", 1, CP, **short))
     kube.running("app=ollama", 1)
     kube.running("app=tts", 1)
-    wait_for(lambda: _used(sim_dir) == 9 * GIB, what="the tenants holding 9 GiB")
+    wait_for(lambda: used(sim_dir) == 9 * GIB, what="the tenants holding 9 GiB")
     state = tmp_path / "state"
     with broker(kube.cluster, sim_dir, CP, 0, state, env={"GPUHERD_CRASH_AT": point}) as doomed:
         kube.batch.create_namespaced_job("default", queued_job("render", "10GiB", 50, "2s"))
@@ -76,4 +69,4 @@ def test_a_broker_killed_at_each_point_finishes_the_job_once_and_restores(
         )  # fmt: skip
         assert [j["name"] for j in jobs] == ["render"]
     assert len(kube.pods("job-name=render")) == 1  # it ran once
-    wait_for(lambda: _used(sim_dir) == 9 * GIB, timeout=30, what="the tenants' memory back")
+    wait_for(lambda: used(sim_dir) == 9 * GIB, timeout=30, what="the tenants' memory back")

@@ -15,12 +15,10 @@ import httpx
 import pytest
 from kubernetes.client import ApiException
 
-from gpuherd.gpu.sim import SimHost
 from gpuherd.k8s import events
 from gpuherd.k8s.client import KubeClient
-from gpuherd.simcluster import NodeSpec
-from tests.k8s.broker import broker, cli, queued_job, tenant
-from tests.simcluster.conftest import Kube, start_cluster, wait_for
+from tests.k8s.broker import broker, cli, one_node, queued_job, tenant, used
+from tests.simcluster.conftest import Kube, wait_for
 
 GIB = 1024**3
 CP = "k3s-cp-01"
@@ -28,12 +26,7 @@ CP = "k3s-cp-01"
 
 @pytest.fixture
 def kube(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
-    yield from start_cluster(tmp_path, sim_dir, [NodeSpec(CP, (0,), replicas=4)])
-
-
-def _used(sim_dir: Path) -> int:
-    with SimHost(sim_dir) as host:
-        return next(d.memory_used for d in host.snapshot().devices if d.index == 0)
+    yield from one_node(tmp_path, sim_dir)
 
 
 def _tenants(kube: Kube, sim_dir: Path) -> None:
@@ -41,7 +34,7 @@ def _tenants(kube: Kube, sim_dir: Path) -> None:
     kube.apps.create_namespaced_deployment("default", tenant("tts", "4GiB", 1, CP))
     kube.running("app=ollama", 1)
     kube.running("app=tts", 1)
-    wait_for(lambda: _used(sim_dir) == 9 * GIB, what="9 GiB held by the tenants")
+    wait_for(lambda: used(sim_dir) == 9 * GIB, what="9 GiB held by the tenants")
 
 
 def _events(kube: Kube, name: str) -> list[Any]:

@@ -20,17 +20,15 @@ from kubernetes.client import ApiException
 from gpuherd.broker.kubejob import KUBE_JOB, KubeJobLauncher
 from gpuherd.broker.launcher import Exited
 from gpuherd.broker.records import Handle
-from gpuherd.gpu.sim import SimHost
 from gpuherd.ids import GpuName, JobId, JobName
 from gpuherd.k8s import leases
 from gpuherd.k8s.client import KubeClient
 from gpuherd.k8s.pods import Cache, PodCache
 from gpuherd.k8s.session import Session
-from gpuherd.simcluster import NodeSpec
 from gpuherd.spec import SpecError, parse_config
 from gpuherd.spec.model import GpuSpec, JobSpec
-from tests.k8s.broker import broker, cli, hold_for, queued_job, tenant
-from tests.simcluster.conftest import Kube, start_cluster, wait_for
+from tests.k8s.broker import broker, cli, hold_for, one_node, queued_job, tenant, used
+from tests.simcluster.conftest import Kube, wait_for
 
 GIB = 1024**3
 CP = "k3s-cp-01"
@@ -38,13 +36,7 @@ CP = "k3s-cp-01"
 
 @pytest.fixture
 def kube(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
-    """One time-sliced GPU node, k3s-cp-01, owning GPU 0 (12 GiB)."""
-    yield from start_cluster(tmp_path, sim_dir, [NodeSpec(CP, (0,), replicas=4)])
-
-
-def _used(sim_dir: Path) -> int:
-    with SimHost(sim_dir) as host:
-        return next(d.memory_used for d in host.snapshot().devices if d.index == 0)
+    yield from one_node(tmp_path, sim_dir)
 
 
 def _deploy(kube: Kube, name: str) -> Any:
@@ -58,7 +50,7 @@ def _tenants(kube: Kube, sim_dir: Path) -> None:
     kube.apps.create_namespaced_deployment("default", tenant("tts", "4GiB", 1, CP, **short))
     kube.running("app=ollama", 1)
     kube.running("app=tts", 1)
-    wait_for(lambda: _used(sim_dir) == 9 * GIB, what="9 GiB held by the tenants")
+    wait_for(lambda: used(sim_dir) == 9 * GIB, what="9 GiB held by the tenants")
 
 
 def _restored(kube: Kube) -> bool:
@@ -222,7 +214,7 @@ def test_submit_of_a_template_job_creates_it_suspended_and_runs_it_like_a_queued
         )
         wait_for(lambda: _restored(kube), timeout=30, what="tts back")
         wait_for(lambda: not _jobs_named(kube, "render-"), timeout=20, what="the Job's ttl")
-    wait_for(lambda: _used(sim_dir) == 9 * GIB, what="the tenants' memory back")
+    wait_for(lambda: used(sim_dir) == 9 * GIB, what="the tenants' memory back")
 
 
 def test_a_template_job_whose_volume_is_on_another_node_fails_before_any_release(
@@ -317,7 +309,7 @@ def test_each_job_a_cronjob_spawns_is_admitted_like_a_queued_job(
             released = runs[-1]["result"]["released"]
             assert [r["state"] for r in released] == ["restored"], released
             wait_for(lambda: _restored(kube), timeout=30, what="tts back")
-            wait_for(lambda: _used(sim_dir) == 9 * GIB, timeout=30, what="both tenants back")
+            wait_for(lambda: used(sim_dir) == 9 * GIB, timeout=30, what="both tenants back")
             # ttlSecondsAfterFinished 0: gone once recorded, so the next run may take its name.
             wait_for(lambda: not _jobs_named(kube, "nightly-"), timeout=20, what="the Job gone")
         assert [r["name"] for r in runs] == [runs[0]["name"]] * 2
@@ -347,7 +339,7 @@ def test_a_jobs_active_deadline_ends_it_as_a_timeout_and_the_tenants_come_back(
         wait_for(lambda: _restored(kube), timeout=30, what="tts back")
         job = kube.batch.read_namespaced_job(f"render-{job_id}", "default")
         assert [c.reason for c in job.status.conditions if c.type == "Failed"] == ["DeadlineExceeded"]  # fmt: skip
-    wait_for(lambda: _used(sim_dir) == 9 * GIB, what="the tenants' memory back")
+    wait_for(lambda: used(sim_dir) == 9 * GIB, what="the tenants' memory back")
 
 
 def test_the_gpuherd_timeout_stops_a_job_for_good_and_its_tenants_come_back(
@@ -377,7 +369,7 @@ def test_the_gpuherd_timeout_stops_a_job_for_good_and_its_tenants_come_back(
             p.status.phase in ("Succeeded", "Failed")
             for p in kube.pods(f"job-name=render-{job_id}")
         )
-    wait_for(lambda: _used(sim_dir) == 9 * GIB, what="the tenants' memory back")
+    wait_for(lambda: used(sim_dir) == 9 * GIB, what="the tenants' memory back")
 
 
 def test_a_queued_job_that_never_touches_the_gpu_is_stopped_by_not_on_cpu(

@@ -11,11 +11,11 @@ import pytest
 
 from gpuherd.actuators.base import ActContext, ActuatorError
 from gpuherd.actuators.factory import actuator_for
-from gpuherd.gpu.sim import SimHost
 from gpuherd.k8s import leases, session
 from gpuherd.k8s.client import KubeClient
 from gpuherd.k8s.pods import PodCache
 from gpuherd.spec.model import KubernetesMethod
+from tests.k8s.broker import used
 from tests.k8s.conftest import hold
 from tests.simcluster.conftest import Kube, deployment, wait_for
 
@@ -37,11 +37,6 @@ def _ctx(tmp_path: Path) -> ActContext:
     )
 
 
-def _used(sim_dir: Path, gpu: int) -> int:
-    with SimHost(sim_dir) as host:
-        return next(d.memory_used for d in host.snapshot().devices if d.index == gpu)
-
-
 def _pinned(name: str, command: list[str], node: str = NODE, **kw: Any) -> dict[str, Any]:
     body = deployment(name, command, **kw)
     body["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
@@ -59,7 +54,7 @@ def test_release_annotates_scales_to_zero_and_restore_brings_it_back(
         "default", _pinned("ollama", hold("4GiB", "ollama"), gpus=1)
     )
     kube.running("app=ollama", 1)
-    wait_for(lambda: _used(sim_dir, 0) == 4 * GIB, what="4 GiB held")
+    wait_for(lambda: used(sim_dir, 0) == 4 * GIB, what="4 GiB held")
     actuator = actuator_for(KubernetesMethod(name="ollama"))
     detail = actuator.release(_ctx(tmp_path))
     assert detail["replicas"] == 1
@@ -68,14 +63,14 @@ def test_release_annotates_scales_to_zero_and_restore_brings_it_back(
     assert notes["gpuherd.io/released-by"] == f"{NODE}/j1"
     assert notes["gpuherd.io/released-at"].endswith("Z")
     assert kube.apps.read_namespaced_deployment_scale("ollama", "default").spec.replicas == 0
-    wait_for(lambda: _used(sim_dir, 0) == 0, what="the VRAM freed")
+    wait_for(lambda: used(sim_dir, 0) == 0, what="the VRAM freed")
     lease = kube.coordination.read_namespaced_lease("gpuherd-workload-deployment-ollama", "default")
     assert lease.spec.holder_identity == NODE  # no other broker acts on it while released
     actuator.restore(_ctx(tmp_path), detail)
     assert kube.apps.read_namespaced_deployment("ollama", "default").status.ready_replicas == 1
     assert not kube.coordination.list_namespaced_lease("default").items
     assert not any(k.startswith("gpuherd.io/") for k in _notes(kube, "ollama"))
-    wait_for(lambda: _used(sim_dir, 0) == 4 * GIB, what="the VRAM held again")
+    wait_for(lambda: used(sim_dir, 0) == 4 * GIB, what="the VRAM held again")
 
 
 def test_an_hpa_owned_workload_is_refused_with_the_reason(

@@ -13,12 +13,10 @@ from typing import Any
 import pytest
 
 from gpuherd.gpu.sim import SimHost
-from gpuherd.simcluster import NodeSpec
-from tests.k8s.broker import broker, cli, queued_job
-from tests.simcluster.conftest import Kube, start_cluster, wait_for
+from tests.k8s.broker import CP, broker, cli, one_node, queued_job
+from tests.simcluster.conftest import Kube, wait_for
 
 GIB = 1024**3
-NODE = "k3s-gpu-01"
 # Holds 4 GiB and ignores TERM: the kubelet KILLs it after the grace period.
 DEAF = (
     "import os, signal, time\n"
@@ -33,7 +31,7 @@ DEAF = (
 
 @pytest.fixture
 def kube(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
-    yield from start_cluster(tmp_path, sim_dir, [NodeSpec(NODE, (0,), replicas=4)])
+    yield from one_node(tmp_path, sim_dir)
 
 
 def _stubborn() -> dict[str, Any]:
@@ -54,7 +52,7 @@ def _stubborn() -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": {"app": "stubborn"}},
                 "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": NODE},
+                    "nodeSelector": {"kubernetes.io/hostname": CP},
                     "terminationGracePeriodSeconds": 6,
                     "containers": [
                         {
@@ -82,7 +80,7 @@ def test_a_scale_whose_pod_outlives_the_release_timeout_is_undone(
     kube.running("app=stubborn", 1)
     wait_for(lambda: _held(sim_dir) == 4 * GIB, what="4 GiB held")
     state = tmp_path / "state"
-    with broker(kube.cluster, sim_dir, NODE, 0, state):
+    with broker(kube.cluster, sim_dir, CP, 0, state):
         kube.batch.create_namespaced_job("default", queued_job("render", "10GiB", 50))
 
         def undone() -> bool:
