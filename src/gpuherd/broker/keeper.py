@@ -214,7 +214,8 @@ class Keeper:
         # A scale or an unload is undone by doing it again, whatever the GPU shows now: pods
         # still terminating hold memory for a while and would never come back by themselves.
         undo_anyway = isinstance(plan.method, _IDEMPOTENT_RESTORE)
-        if not undo_anyway and self.held(tenant, spec) > 0:
+        holding = self.held(tenant, spec) > 0
+        if holding and not undo_anyway:
             # Trust the hardware: it holds memory, so it runs (a crash hit between the intent
             # and the release, or it came back by itself). Restoring would start it twice;
             # only its health check, if it has one, may still say no.
@@ -224,7 +225,9 @@ class Keeper:
         wait = min(spec.restore_timeout, _ROOM_WAIT)
         # A method that may put the tenant on another GPU checks the room where it lands.
         movable = isinstance(plan.method, CheckpointMethod) and plan.method.move
-        short = None if movable else self._room_short(spec.gpu, expected, timeout=wait)
+        # One that still holds its memory needs no room to be undone (a model reloaded where
+        # it never left, a scale back over pods still there).
+        short = None if movable or holding else self._room_short(spec.gpu, expected, timeout=wait)
         if short is not None:
             # Do not even try: a model load would OOM and a cuda-checkpoint restore without
             # room fails for good. Retried with backoff once the memory is back.

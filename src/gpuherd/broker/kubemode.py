@@ -48,7 +48,9 @@ from gpuherd.spec.model import Config, JobSpec, TenantSpec
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 60
-_SPREAD = 1.0  # seconds over which idle brokers' turns for a Job that may land anywhere spread
+# Between the turns of the brokers a Job may land on: long enough for the lease of the one
+# whose turn came first to reach the others' watches before their own turn comes.
+_TURN = 0.5
 _RENEW_EVERY = 20.0
 _END_POLL = 0.25  # while a Job ran here has ended and its result is not yet recorded
 
@@ -241,11 +243,12 @@ class KubeMode:
         may land elsewhere too is this broker's turn (None: nothing is waiting for one).
 
         A Job only this node can run is taken at once. One that could land on other nodes
-        too is asked for only by a broker with no job of its own in flight, only once no other
-        broker holds its lease (the lease watch says so, without a request), and after a delay
-        of its own (a hash of the Job and the node, up to _SPREAD): of fifty idle brokers one
-        asks first, its lease reaches the others through their watches, and they never ask.
-        So the Jobs spread over idle nodes, a few requests each."""
+        too is asked for only by a broker with no job of its own in flight, only while no other
+        broker holds its lease (the lease watch says so, without a request), and in its turn:
+        the nodes the Job may land on (the node watch) are ranked by a hash of the Job and the
+        node, the first asks at once, each next one _TURN later if the Job is still free. So
+        the Jobs spread over idle nodes, a request or two each, and a Job that only this node
+        can take, or that no other node's broker is free for, waits for no one."""
         now = time.monotonic()
         turn: float | None = None
         for job in self.jobs.items():
@@ -256,15 +259,23 @@ class KubeMode:
             if not notes.lands_on(job, self.node, self.node_labels):
                 continue
             lease = leases.lease_name("job", uid)
+            create_only = False
             if not self._only_here(job):
-                if self._busy() or self._held_elsewhere(meta["namespace"], lease):
+                seen = self._lease_seen(meta["namespace"], lease)
+                if self._busy() or (seen is not None and self._held_by_other(seen)):
                     continue
-                due = self._seen.setdefault(uid, now) + _delay(uid, self.node)
+                create_only = seen is None
+                due = self._seen.setdefault(uid, now) + _TURN * self._rank(job, uid)
                 if now < due:
                     turn = due - now if turn is None else min(turn, due - now)
                     continue
             if not leases.acquire(
-                self.session.client, meta["namespace"], lease, self.node, seconds=LEASE_SECONDS
+                self.session.client,
+                meta["namespace"],
+                lease,
+                self.node,
+                seconds=LEASE_SECONDS,
+                create_only=create_only,
             ):
                 continue  # another broker has it
             job_id = self._queue(job)
@@ -287,16 +298,31 @@ class KubeMode:
                 return True
         return False
 
-    def _held_elsewhere(self, namespace: str, name: str) -> bool:
+    def _rank(self, job: Obj, uid: str) -> int:
+        """This node's place among the nodes the Job may land on (0: first to ask)."""
+        cache = self.session.nodes
+        nodes = {self.node}
+        for node in cache.items() if cache is not None else []:
+            meta = node["metadata"]
+            gpus = ((node.get("status") or {}).get("capacity") or {}).get("nvidia.com/gpu")
+            if gpus in (None, "0"):
+                continue  # no GPU, so no broker: none to wait for
+            if notes.lands_on(job, meta["name"], dict(meta.get("labels") or {})):
+                nodes.add(meta["name"])
+        return sorted(nodes, key=lambda n: _score(uid, n)).index(self.node)
+
+    def _lease_seen(self, namespace: str, name: str) -> Obj | None:
+        """The lease as the lease watch last saw it (None: no such lease, or no watch)."""
         cache = self.session.leases
-        if cache is None:
-            return False
-        for lease in cache.items():
+        for lease in cache.items() if cache is not None else []:
             meta = lease["metadata"]
             if meta.get("name") == name and meta.get("namespace") == namespace:
-                who, until = leases.holder(lease)
-                return who not in (None, self.node) and until > time.time()
-        return False
+                return lease
+        return None
+
+    def _held_by_other(self, lease: Obj) -> bool:
+        who, until = leases.holder(lease)
+        return who not in (None, self.node) and until > time.time()
 
     def _queue(self, job: Obj) -> JobId:
         meta = job["metadata"]
@@ -434,7 +460,6 @@ class KubeMode:
         self.deleted.add(meta["uid"])
 
 
-def _delay(uid: str, node: str) -> float:
-    """This node's wait before asking for the Job: the same on every pass, different per node."""
-    digest = hashlib.sha256(f"{uid}/{node}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 * _SPREAD
+def _score(uid: str, node: str) -> int:
+    """A node's place for a Job (rendezvous hashing): every broker ranks the nodes alike."""
+    return int.from_bytes(hashlib.sha256(f"{uid}/{node}".encode()).digest()[:8], "big")

@@ -52,8 +52,9 @@ class Opened:
             self.mode.stop()
         for cache in (self.session.pods, self.jobs, *self.session.workloads.values()):
             cache.stop()
-        if self.session.leases is not None:
-            self.session.leases.stop()
+        for extra in (self.session.leases, self.session.nodes):
+            if extra is not None:
+                extra.stop()
         if self.session.events is not None:
             self.session.events.stop()  # what the last restores reported, for a moment at most
         session.use(None)
@@ -139,6 +140,7 @@ def open_mode(
         for kind, resource in (("Deployment", "deployments"), ("StatefulSet", "statefulsets"))
     }
     leases = Cache(client, "leases", labels=MANAGED_BY, watch_seconds=seconds)
+    nodes = Cache(client, "nodes", watch_seconds=seconds)
     recorder = Recorder(client, node)
     s = session.Session(
         client,
@@ -149,11 +151,12 @@ def open_mode(
         workloads=workloads,
         events=recorder,
         leases=leases,
+        nodes=nodes,
     )
     session.use(s)
     recorder.start()
     use_defaults(root=s.proc_root, pods=pods.infos)
-    for cache in (pods, jobs, leases, *workloads.values()):
+    for cache in (pods, jobs, leases, nodes, *workloads.values()):
         cache.start()
     launcher = LAUNCHERS["kubernetes"](None)
     return Opened(config=cfg, launcher=launcher, session=s, jobs=jobs)

@@ -68,7 +68,7 @@ _RESOURCES: dict[str, tuple[str, bool]] = {
     "leases": ("coordination.k8s.io/v1", True),
 }
 # listed and watched in all namespaces
-_WATCHED = ("pods", "jobs", "deployments", "statefulsets", "leases")
+_WATCHED = ("pods", "jobs", "deployments", "statefulsets", "leases", "nodes")
 _WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 
 

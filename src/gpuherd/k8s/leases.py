@@ -44,8 +44,18 @@ def holder(lease: Obj) -> tuple[str | None, float]:
     return spec.get("holderIdentity"), renewed + float(spec.get("leaseDurationSeconds") or 0)
 
 
-def acquire(client: KubeClient, namespace: str, name: str, me: str, *, seconds: int = 60) -> bool:
-    """Take or renew it for `seconds`; False while someone else holds it."""
+def acquire(
+    client: KubeClient,
+    namespace: str,
+    name: str,
+    me: str,
+    *,
+    seconds: int = 60,
+    create_only: bool = False,
+) -> bool:
+    """Take or renew it for `seconds`; False while someone else holds it. `create_only`: the
+    caller's lease watch shows no such lease, so a 409 means another broker just took it and
+    is not worth a read to confirm."""
     now = time.time()
     spec = {
         "holderIdentity": me,
@@ -67,7 +77,8 @@ def acquire(client: KubeClient, namespace: str, name: str, me: str, *, seconds: 
         client.create_lease(namespace, body)
         return True
     except Conflict:
-        pass
+        if create_only:
+            return False
     try:
         current = client.get_lease(namespace, name)
     except NotFound:

@@ -30,6 +30,7 @@ class Session:
     workloads: dict[str, Cache] = field(default_factory=dict)  # kind -> every one, watched
     events: Recorder | None = None  # Kubernetes Events on what the broker acts on
     leases: Cache | None = None  # gpuherd's Leases: a Job another broker holds is not asked for
+    nodes: Cache | None = None  # the cluster's nodes: which others a queued Job could land on
 
     def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment or StatefulSet as the watch last saw it (None: not watched or gone)."""
