@@ -65,7 +65,7 @@ def _allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) 
 # What the broker's client calls, as (group, resource, verb).
 NEEDED = [
     ("", "pods", "list"), ("", "pods", "watch"), ("", "pods", "patch"), ("", "pods/log", "get"),
-    ("", "nodes", "get"), ("", "persistentvolumes", "get"), ("", "persistentvolumeclaims", "get"),
+    ("", "nodes", "get"), ("", "nodes", "list"), ("", "nodes", "watch"), ("", "persistentvolumes", "get"), ("", "persistentvolumeclaims", "get"),
     ("apps", "deployments", "list"), ("apps", "deployments", "patch"),
     ("apps", "statefulsets", "list"), ("apps", "deployments/scale", "get"),
     ("apps", "deployments/scale", "update"), ("apps", "statefulsets/scale", "update"),
