@@ -46,14 +46,22 @@ class _Interfering(KubeClient):
 
 def test_a_stale_scale_is_refused_with_409_and_retried(kube: Kube, kc: KubeClient) -> None:
     kube.apps.create_namespaced_deployment("default", deployment("tts", ["sleep", "60"]))
+    # The controller's status writes would be conflicts too: only ours count below.
+    wait_for(lambda: _settled(kube, "tts"), what="the Deployment's status settled")
     _, version = kc.read_scale(REF)
     kube.apps.patch_namespaced_deployment("tts", "default", {"metadata": {"labels": {"x": "y"}}})
     with pytest.raises(Conflict):
         kc.write_scale(REF, 0, version)
     racing = _Interfering(kc.api_client, kube)
     assert racing.scale(REF, 3) == 1
-    assert racing.conflicts == 2
+    assert racing.conflicts == 2, racing.conflicts
     assert kube.apps.read_namespaced_deployment_scale("tts", "default").spec.replicas == 3
+
+
+def _settled(kube: Kube, name: str) -> bool:
+    d = kube.apps.read_namespaced_deployment(name, "default")
+    ready = d.status.ready_replicas == d.spec.replicas
+    return bool(ready and d.status.observed_generation == d.metadata.generation)
 
 
 def test_missing_objects_raise_not_found(kc: KubeClient) -> None:
