@@ -130,6 +130,15 @@ def tenant(name: str, vram: str, priority: int, node: str, **notes: str) -> dict
     }
 
 
+def running(deployment: dict[str, Any], command: list[str], *, grace: int = 5) -> dict[str, Any]:
+    """`deployment` (see `tenant`) with its pods running `command` instead of a holder, and
+    `grace` seconds between their TERM and KILL."""
+    pod = deployment["spec"]["template"]["spec"]
+    pod["containers"][0]["command"] = command
+    pod["terminationGracePeriodSeconds"] = grace
+    return deployment
+
+
 def queued_job(name: str, vram: str, priority: int, seconds: str = "1s") -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gpuherd.gpu.sim import SimHost
-from tests.k8s.broker import CP, broker, cli, one_node, queued_job
+from tests.k8s.broker import CP, broker, cli, one_node, queued_job, running, tenant
 from tests.simcluster.conftest import Kube, wait_for
 
 GIB = 1024**3
@@ -25,36 +25,8 @@ def kube(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
 
 def _ollama() -> dict[str, Any]:
     serve = [sys.executable, "-m", "gpuherd", "sim", "app", "ollama", "llama3=5GiB"]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "ollama",
-            "annotations": {
-                "gpuherd.io/vram": "5Gi",
-                "gpuherd.io/priority": "10",
-                "gpuherd.io/preempt": "ollama",
-            },
-        },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "ollama"}},
-            "template": {
-                "metadata": {"labels": {"app": "ollama"}},
-                "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": CP},
-                    "containers": [
-                        {
-                            "name": "ollama",
-                            "image": "ollama/ollama:0.5",
-                            "command": [*serve, "--host", "$(POD_IP)", "--port", "11434"],
-                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    command = [*serve, "--host", "$(POD_IP)", "--port", "11434"]
+    return running(tenant("ollama", "5GiB", 10, CP, **{"gpuherd.io/preempt": "ollama"}), command)
 
 
 def _held(sim_dir: Path) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gpuherd.gpu.sim import SimHost
-from tests.k8s.broker import CP, broker, cli, one_node, queued_job
+from tests.k8s.broker import CP, broker, cli, one_node, queued_job, running, tenant
 from tests.simcluster.conftest import Kube, wait_for
 
 GIB = 1024**3
@@ -35,37 +35,9 @@ def kube(tmp_path: Path, sim_dir: Path) -> Iterator[Kube]:
 
 
 def _stubborn() -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "stubborn",
-            "annotations": {
-                "gpuherd.io/vram": "4Gi",
-                "gpuherd.io/priority": "1",
-                "gpuherd.io/release-timeout": "2s",
-            },
-        },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "stubborn"}},
-            "template": {
-                "metadata": {"labels": {"app": "stubborn"}},
-                "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": CP},
-                    "terminationGracePeriodSeconds": 6,
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "example/stubborn:1",
-                            "command": [sys.executable, "-c", DEAF],
-                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    notes = {"gpuherd.io/release-timeout": "2s"}
+    command = [sys.executable, "-c", DEAF]
+    return running(tenant("stubborn", "4GiB", 1, CP, **notes), command, grace=6)
 
 
 def _held(sim_dir: Path) -> int:

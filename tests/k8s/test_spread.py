@@ -4,6 +4,9 @@ watch) does not ask for it, and each Job is admitted once."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,12 @@ from tests.k8s.broker import broker, queued_job
 from tests.simcluster.conftest import Kube, start_cluster, wait_for
 
 NODES = ("k3s-gpu-01", "k3s-gpu-02")
+RANK = """\
+import sys
+from gpuherd.broker.kubemode import _score
+uid, nodes = sys.argv[1], sys.argv[2:]
+print(*sorted(nodes, key=lambda n: _score(uid, n)))
+"""
 
 
 @pytest.fixture
@@ -55,6 +64,15 @@ def test_two_jobs_for_any_node_go_one_to_each_idle_broker(
 def test_every_broker_ranks_the_nodes_alike_and_differently_per_job() -> None:
     nodes = (*NODES, "k3s-gpu-03")
     order = sorted(nodes, key=lambda n: _score("0d5e-uid", n))
-    assert order == sorted(nodes, key=lambda n: _score("0d5e-uid", n))  # the same each time
+    # Each broker is a process of its own: the ranking must not depend on per-process state
+    # such as Python's string hash seed.
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", RANK, "0d5e-uid", *nodes],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    ).stdout.split()
+    assert order == elsewhere  # the same in every broker
     orders = {tuple(sorted(nodes, key=lambda n: _score(f"job-{i}", n))) for i in range(40)}
     assert len(orders) > 3  # and different Jobs go first to different nodes

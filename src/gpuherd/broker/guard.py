@@ -159,19 +159,24 @@ def decide(
     return _restore(gpu, required, released, now)
 
 
+def _first_in_line(released: list[Released], now: float) -> Released | None:
+    """The released tenant to come back next: the highest priority past its cooldown."""
+    due = [r for r in released if now >= r.released_at + r.cooldown]
+    return max(due, key=lambda r: (r.priority, r.name)) if due else None
+
+
 def _restore(gpu: GuardGpu, required: int, released: list[Released], now: float) -> Outcome:
     free = gpu.free - gpu.promised
     if not released:
         return Outcome(None, "headroom kept", None, None, None)
     if gpu.promised > 0:
         return Outcome(None, "a started job is owed room on this GPU", None, None, None)
-    due = [r for r in released if now >= r.released_at + r.cooldown]
-    if not due:
+    best = _first_in_line(released, now)
+    if best is None:
         first = min(r.released_at + r.cooldown for r in released)
         return Outcome(
             None, f"released tenants in cooldown for {first - now:.0f}s", None, None, None
         )
-    best = max(due, key=lambda r: (r.priority, r.name))
     needs = best.size + required + gpu.spec.restore_above
     if free < needs:
         why = (
@@ -194,8 +199,7 @@ def watch_lines(
     side of them is not."""
     required = required_free(gpu.spec, tenants)
     lines = [required + gpu.promised]
-    due = [r for r in released if now >= r.released_at + r.cooldown]
-    if due:
-        best = max(due, key=lambda r: (r.priority, r.name))
+    best = _first_in_line(released, now)
+    if best is not None:
         lines.append(best.size + required + gpu.spec.restore_above + gpu.promised)
     return tuple(lines)

@@ -90,7 +90,6 @@ class Guarding:
     _rows: set[str] = field(default_factory=set)  # guard rows known to be in the journal
     # By device index, for the pressure sampler's thread (a whole dict swapped in each step).
     watch: dict[int, Watch] = field(default_factory=dict)
-    _watching: dict[int, Watch] = field(default_factory=dict)  # being filled by this step
 
     @property
     def guarded(self) -> list[GpuSpec]:
@@ -105,17 +104,17 @@ class Guarding:
         held = held_by_tenant(snap, self.config)
         states = tenant_states(self.config, self.journal, held)
         acted = False
-        self._watching = {}
+        watching: dict[int, Watch] = {}  # swapped in whole at the end
         for gpu in guarded:
             try:
-                acted = self._step_gpu(gpu, snap, held, states) or acted
+                acted = self._step_gpu(gpu, snap, held, states, watching) or acted
             except Exception as exc:  # one GPU's failure never stops the others, nor the jobs
                 self.journal.record(
                     "guard_error",
                     f"guard on {gpu.name}: {type(exc).__name__}: {exc}",
                     job_id=guard_job_id(gpu.name),
                 )
-        self.watch = self._watching
+        self.watch = watching
         return acted
 
     def _step_gpu(
@@ -124,6 +123,7 @@ class Guarding:
         snap: GpuSnapshot,
         held: dict[TenantName, Held],
         states: list[TenantState],
+        watching: dict[int, Watch],
     ) -> bool:
         spec = gpu.guard
         dev = device_for(gpu, snap)
@@ -164,7 +164,7 @@ class Guarding:
         released = [_released(r) for r in open_rows]
         out = decide(room, tenants, released, now)
         lines = watch_lines(room, tenants, released, now)
-        self._watching[dev.index] = Watch(dev.memory_free, tuple(x + gpu.reserve for x in lines))
+        watching[dev.index] = Watch(dev.memory_free, tuple(x + gpu.reserve for x in lines))
         timers.low_since, timers.room_since, timers.room_for = (
             out.low_since,
             out.room_since,

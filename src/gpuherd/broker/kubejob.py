@@ -140,14 +140,7 @@ class KubeJobLauncher:
         return job if job["metadata"]["uid"] == uid else None
 
     def _by_name(self, namespace: str, name: str) -> Obj:
-        found = next(
-            (
-                j
-                for j in self.jobs.items()
-                if j["metadata"]["name"] == name and j["metadata"]["namespace"] == namespace
-            ),
-            None,
-        )
+        found = self.jobs.get(namespace, name)
         return dict(found) if found is not None else self.s.client.get_job(namespace, name)
 
     # --- before any tenant is released --------------------------------------------------------

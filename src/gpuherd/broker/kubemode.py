@@ -249,8 +249,10 @@ class KubeMode:
         node, the first asks at once, each next one _TURN later if the Job is still free. So
         the Jobs spread over idle nodes, a request or two each, and a Job that only this node
         can take, or that no other node's broker is free for, waits for no one."""
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         turn: float | None = None
+        busy = self._busy()
+        watched = self.session.leases  # gpuherd's leases, as the watch last saw them
         for job in self.jobs.items():
             meta = job["metadata"]
             uid = meta["uid"]
@@ -261,8 +263,8 @@ class KubeMode:
             lease = leases.lease_name("job", uid)
             create_only = False
             if not self._only_here(job):
-                seen = self._lease_seen(meta["namespace"], lease)
-                if self._busy() or (seen is not None and self._held_by_other(seen)):
+                seen = watched.get(meta["namespace"], lease) if watched is not None else None
+                if busy or (seen is not None and leases.held_by_other(seen, self.node, wall)):
                     continue
                 create_only = seen is None
                 due = self._seen.setdefault(uid, now) + _TURN * self._rank(job, uid)
@@ -281,6 +283,7 @@ class KubeMode:
             job_id = self._queue(job)
             if job_id:
                 self.held[uid] = (meta["namespace"], job_id)
+                busy = True
             else:  # refused before it was queued
                 leases.release(self.session.client, meta["namespace"], lease)
         return turn
@@ -310,19 +313,6 @@ class KubeMode:
             if notes.lands_on(job, meta["name"], dict(meta.get("labels") or {})):
                 nodes.add(meta["name"])
         return sorted(nodes, key=lambda n: _score(uid, n)).index(self.node)
-
-    def _lease_seen(self, namespace: str, name: str) -> Obj | None:
-        """The lease as the lease watch last saw it (None: no such lease, or no watch)."""
-        cache = self.session.leases
-        for lease in cache.items() if cache is not None else []:
-            meta = lease["metadata"]
-            if meta.get("name") == name and meta.get("namespace") == namespace:
-                return lease
-        return None
-
-    def _held_by_other(self, lease: Obj) -> bool:
-        who, until = leases.holder(lease)
-        return who not in (None, self.node) and until > time.time()
 
     def _queue(self, job: Obj) -> JobId:
         meta = job["metadata"]

@@ -17,7 +17,8 @@ from gpuherd.k8s.client import Conflict, KubeClient, NotFound
 
 Obj = dict[str, Any]
 # The label selector of gpuherd's leases: each broker watches them (kubemode.admit).
-MANAGED_BY = "app.kubernetes.io/managed-by=gpuherd"
+_MANAGED_BY = {"app.kubernetes.io/managed-by": "gpuherd"}
+MANAGED_BY = ",".join(f"{k}={v}" for k, v in _MANAGED_BY.items())
 
 
 def _micro(at: float) -> str:
@@ -42,6 +43,12 @@ def holder(lease: Obj) -> tuple[str | None, float]:
     spec = lease.get("spec") or {}
     renewed = _parse(spec.get("renewTime") or spec.get("acquireTime"))
     return spec.get("holderIdentity"), renewed + float(spec.get("leaseDurationSeconds") or 0)
+
+
+def held_by_other(lease: Obj, me: str, now: float) -> bool:
+    """Someone else holds it and it has not lapsed."""
+    who, until = holder(lease)
+    return who not in (None, me) and until > now
 
 
 def acquire(
@@ -69,7 +76,7 @@ def acquire(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "gpuherd"},  # MANAGED_BY: watched
+            "labels": dict(_MANAGED_BY),  # brokers watch these (MANAGED_BY)
         },
         "spec": spec,
     }
@@ -83,10 +90,9 @@ def acquire(
         current = client.get_lease(namespace, name)
     except NotFound:
         return False  # released between our create and read: the next pass tries again
-    who, until = holder(current)
-    if who != me and until > now:
+    if held_by_other(current, me, now):
         return False
-    if who == me:
+    if holder(current)[0] == me:
         spec["acquireTime"] = (current.get("spec") or {}).get("acquireTime") or spec["acquireTime"]
     body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     try:

@@ -66,6 +66,15 @@ class Cache:
     def pods(self) -> list[Obj]:
         return self.items()
 
+    def get(self, namespace: str | None, name: str) -> Obj | None:
+        """The object as the watch last saw it (None: not seen, or gone)."""
+        with self._lock:
+            for obj in self._pods.values():
+                meta = obj["metadata"]
+                if meta["name"] == name and meta.get("namespace") == namespace:
+                    return obj
+        return None
+
     def removed(self) -> list[Obj]:
         """Objects deleted lately, as the watch last saw them (the newest _REMEMBER)."""
         with self._lock:

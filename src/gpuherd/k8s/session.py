@@ -35,16 +35,7 @@ class Session:
     def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment or StatefulSet as the watch last saw it (None: not watched or gone)."""
         cache = self.workloads.get(kind)
-        if cache is None:
-            return None
-        return next(
-            (
-                w
-                for w in cache.items()
-                if w["metadata"]["name"] == name and w["metadata"].get("namespace") == namespace
-            ),
-            None,
-        )
+        return None if cache is None else cache.get(namespace, name)
 
 
 _current: list[Session] = []
