@@ -225,6 +225,11 @@ class Bench:
         wait(self.tts_back, 60, 0.05)
         time.sleep(3.0)  # the broker's last writes after the restore, and the tenant's cooldown
         requests = len([s for s in self.proxy.since(t0) if not s.watch])
+        if trace:  # and the whole round's
+            print(f"  round {i}: {requests} requests")
+            for x in self.proxy.since(t0):
+                if not x.watch:
+                    print(f"  {(x.at - t0) * 1000:7.1f} ms {x.method} {x.path[:90]}")
         return {
             "scale_ms": (t_scale - t0) * 1000,
             "overhead_ms": ((t_unsuspend - t0) - (t_gone - t_scale)) * 1000,

@@ -32,6 +32,14 @@ def _deploy(kube: Kube, name: str) -> Any:
     return kube.apps.read_namespaced_deployment(name, "default")
 
 
+def _gpu_leases(kube: Kube, node: str = CP) -> list[Any]:
+    """The node's GPU leases (one per GPU while tenants on it are released)."""
+    found = kube.coordination.list_lease_for_all_namespaces(
+        label_selector=f"gpuherd.io/node={node}"
+    )
+    return list(found.items)
+
+
 def _two_tenants(kube: Kube, sim_dir: Path, **tts_notes: str) -> None:
     kube.apps.create_namespaced_deployment("default", tenant("ollama", "5GiB", 10, CP))
     kube.apps.create_namespaced_deployment("default", tenant("tts", "4GiB", 1, CP, **tts_notes))
@@ -57,6 +65,9 @@ def test_a_queued_job_gets_the_lower_priority_tenants_memory_and_gives_it_back(
         wait_for(released, timeout=30, what="tts scaled to 0")
         assert seen["gpuherd.io/restore-replicas"] == "1"
         assert seen["gpuherd.io/released-by"].startswith(f"{CP}/")
+        [lease] = _gpu_leases(kube)  # taken before the release, held while tts is down
+        assert lease.spec.holder_identity == CP
+        assert lease.metadata.labels["gpuherd.io/gpu"].lower() in lease.metadata.name
         job = wait_for(
             lambda: [j for j in [kube.batch.read_namespaced_job("render", "default")] if j.status.succeeded],
             timeout=30, what="the render Job completed",
@@ -78,6 +89,7 @@ def test_a_queued_job_gets_the_lower_priority_tenants_memory_and_gives_it_back(
         )
         assert [j["name"] for j in jobs] == ["render"]
         wait_for(lambda: used(sim_dir, 0) == 9 * GIB, what="the tenants' memory back")
+        wait_for(lambda: not _gpu_leases(kube), what="the GPU lease let go after the restore")
 
 
 def _events(state: Path) -> list[dict[str, Any]]:
@@ -246,6 +258,8 @@ def test_a_broker_killed_mid_job_follows_it_again_and_restores(
         wait_for(lambda: _released(kube), timeout=30, what="tts released")
         first.kill()  # kill -9: no clean stop
         first.wait(timeout=10)
+    [left] = _gpu_leases(kube)  # the dead broker's: no other broker may act on tts meanwhile
+    assert left.spec.holder_identity == CP
     with broker(kube.cluster, sim_dir, CP, 0, state):
         # The job had its memory first; the healed pod crash-loops out of memory until it ends.
         wait_for(lambda: _job(kube, "render").status.succeeded, timeout=40, what="render done")
@@ -254,6 +268,8 @@ def test_a_broker_killed_mid_job_follows_it_again_and_restores(
             what="the job recorded",
         )
         assert job["name"] == "render"
+        wait_for(lambda: _restored(kube), timeout=40, what="tts restored")
+        wait_for(lambda: not _gpu_leases(kube), what="the lease taken over, then let go")
     assert len(kube.pods("job-name=render")) == 1  # admitted once
 
 
@@ -274,6 +290,7 @@ def test_with_the_journal_wiped_the_annotations_alone_restore_the_tenant(
         wait_for(lambda: _restored(kube), timeout=40, what="tts restored from its annotations")
         events = [e["event"] if "event" in e else e["kind"] for e in _events(state)]
         assert "restore_orphan" in events
+        wait_for(lambda: not _gpu_leases(kube), what="the dead broker's GPU lease let go")
     wait_for(lambda: used(sim_dir, 0) == 9 * GIB, what="the tenants' memory back")
 
 

@@ -251,6 +251,7 @@ _SAME: list[tuple[str, Call, Generated, bool]] = [
     ("patch_workload", lambda c: c.patch_workload(S, PATCH), _gen("apps", "patch_namespaced_stateful_set", "db", "ns-a", PATCH, **M), False),
     ("list_workloads", lambda c: c.list_workloads("Deployment"), _gen("apps", "list_deployment_for_all_namespaces"), False),
     ("list_workloads ns", lambda c: c.list_workloads("StatefulSet", "ns-a"), _gen("apps", "list_namespaced_stateful_set", "ns-a"), False),
+    ("patch_scale", lambda c: c.patch_scale(D, 3), _gen("apps", "patch_namespaced_deployment_scale", "tts", "ns-a", {"spec": {"replicas": 3}}, **M), False),
     ("read_scale", lambda c: c.read_scale(D), _gen("apps", "read_namespaced_deployment_scale", "tts", "ns-a"), False),
     ("write_scale", lambda c: c.write_scale(D, 2, "41"), _gen("apps", "replace_namespaced_deployment_scale", "tts", "ns-a", SCALE), True),
     ("list_pods", lambda c: c.list_pods(node="n1", labels="app=x,b in (c)"), _gen("core", "list_pod_for_all_namespaces", field_selector="spec.nodeName=n1", label_selector="app=x,b in (c)"), False),

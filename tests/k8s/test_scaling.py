@@ -3,7 +3,9 @@ away with the restore annotations and back, and the owners of `spec.replicas` re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,9 @@ import pytest
 
 from gpuherd.actuators.base import ActContext, ActuatorError
 from gpuherd.actuators.factory import actuator_for
-from gpuherd.k8s import leases, session
-from gpuherd.k8s.client import KubeClient
+from gpuherd.k8s import scaling, session
+from gpuherd.k8s.client import KubeClient, KubeError, Ref
+from gpuherd.k8s.gpulease import GpuLeases
 from gpuherd.k8s.pods import PodCache
 from gpuherd.spec.model import KubernetesMethod
 from tests.k8s.broker import used
@@ -20,7 +23,7 @@ from tests.k8s.conftest import hold
 from tests.simcluster.conftest import Kube, deployment, wait_for
 
 GIB = 1024**3
-NODE = "k3s-cp-01"
+NODE, OTHER = "k3s-cp-01", "k3s-gpu-02"
 
 
 @pytest.fixture
@@ -64,8 +67,8 @@ def test_release_annotates_scales_to_zero_and_restore_brings_it_back(
     assert notes["gpuherd.io/released-at"].endswith("Z")
     assert kube.apps.read_namespaced_deployment_scale("ollama", "default").spec.replicas == 0
     wait_for(lambda: used(sim_dir, 0) == 0, what="the VRAM freed")
-    lease = kube.coordination.read_namespaced_lease("gpuherd-workload-deployment-ollama", "default")
-    assert lease.spec.holder_identity == NODE  # no other broker acts on it while released
+    # The method takes no lease of its own: the GPU's (the keeper's claim) covers the release.
+    assert not kube.coordination.list_namespaced_lease("default").items
     actuator.restore(_ctx(tmp_path), detail)
     assert kube.apps.read_namespaced_deployment("ollama", "default").status.ready_replicas == 1
     assert not kube.coordination.list_namespaced_lease("default").items
@@ -174,16 +177,73 @@ def test_a_statefulset_with_pods_elsewhere_is_refused(
     assert kube.apps.read_namespaced_stateful_set_scale("db", "default").spec.replicas == 2
 
 
-def test_a_workload_another_broker_is_releasing_is_refused(
-    kube: Kube, mode: session.Session, tmp_path: Path
-) -> None:
+def _released_by(kube: Kube, node: str, job: str, ago: float) -> None:
+    """Annotate tts as another broker's release would, `ago` seconds back."""
+    at = datetime.fromtimestamp(time.time() - ago, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    notes = {
+        "gpuherd.io/restore-replicas": "2",
+        "gpuherd.io/released-by": f"{node}/{job}",
+        "gpuherd.io/released-at": at,
+    }
+    kube.apps.patch_namespaced_deployment("tts", "default", {"metadata": {"annotations": notes}})
+
+
+def _spread_tts(kube: Kube) -> None:
     kube.apps.create_namespaced_deployment(
         "default", deployment("tts", ["sleep", "60"], replicas=2)
     )
     kube.running("app=tts", 2)
-    name = leases.lease_name("workload", "Deployment", "tts")
-    assert leases.acquire(mode.client, "default", name, "k3s-gpu-02", seconds=600)
-    with pytest.raises(ActuatorError, match="another node's broker is releasing it"):
+
+
+def test_a_workload_another_node_released_is_left_to_it_while_its_gpu_lease_lives(
+    kube: Kube, mode: session.Session, tmp_path: Path
+) -> None:
+    _spread_tts(kube)
+    other = GpuLeases(mode.client, OTHER, "default")
+    assert other.hold("GPU-1")
+    _released_by(kube, OTHER, "j9", ago=600)  # long ago, but its broker renews its lease
+    actuator = actuator_for(KubernetesMethod(name="tts"))
+    with pytest.raises(ActuatorError, match=f"released by node {OTHER} for job j9"):
+        actuator.release(_ctx(tmp_path))
+    assert kube.apps.read_namespaced_deployment_scale("tts", "default").spec.replicas == 2
+    assert _notes(kube, "tts")["gpuherd.io/released-by"] == f"{OTHER}/j9"
+
+    other.keep(set())  # its broker is gone: no lease renewed any more
+    detail = actuator.release(_ctx(tmp_path))  # taken over, its number to restore kept
+    notes = _notes(kube, "tts")
+    assert notes["gpuherd.io/released-by"] == f"{NODE}/j1"
+    assert notes["gpuherd.io/restore-replicas"] == "2"
+    ref = Ref("Deployment", "default", "tts")
+    with pytest.raises(KubeError, match=f"node {NODE} took it over for job j1"):
+        # Its broker, back with its journal, leaves it to the node that took it over.
+        scaling.restore(mode.client, ref, replicas=2, keda=None, timeout=5, node=OTHER)
+    actuator.restore(_ctx(tmp_path), detail)
+    kube.running("app=tts", 2)
+    assert not any(k.startswith("gpuherd.io/") for k in _notes(kube, "tts"))
+
+
+def test_a_release_too_recent_for_its_lease_to_show_is_not_taken_over(
+    kube: Kube, mode: session.Session, tmp_path: Path
+) -> None:
+    _spread_tts(kube)
+    _released_by(kube, OTHER, "j9", ago=5)  # its lease may not have reached any watch yet
+    with pytest.raises(ActuatorError, match=f"released by node {OTHER}"):
         actuator_for(KubernetesMethod(name="tts")).release(_ctx(tmp_path))
     assert kube.apps.read_namespaced_deployment_scale("tts", "default").spec.replicas == 2
-    assert leases.holds(mode.client, "default", name, "k3s-gpu-02")  # not taken from it
+
+
+def test_of_two_brokers_annotating_one_workload_at_once_the_second_gets_a_409_and_backs_off(
+    kube: Kube, mode: session.Session
+) -> None:
+    _spread_tts(kube)
+    ref = Ref("Deployment", "default", "tts")
+    both_read = mode.client.get_workload(ref)  # each broker's watch shows the same version
+    first = scaling.release(mode.client, ref, node=OTHER, job="j9", workload=both_read)
+    assert first.removed == 1
+    before = mode.client.requests
+    with pytest.raises(scaling.Refused, match=f"released by node {OTHER} for job j9"):
+        scaling.release(mode.client, ref, node=NODE, job="j1", workload=both_read)
+    # Its annotation PATCH was refused (409), it read the workload again and stopped there.
+    assert mode.client.requests - before <= 6
+    assert _notes(kube, "tts")["gpuherd.io/released-by"] == f"{OTHER}/j9"
+    assert kube.apps.read_namespaced_deployment_scale("tts", "default").spec.replicas == 1

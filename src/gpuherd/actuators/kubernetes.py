@@ -6,18 +6,13 @@ yet memory freed. Each release, refusal and restore is also a Kubernetes Event o
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from gpuherd.actuators.base import ActContext, ActuatorError
-from gpuherd.k8s import events, leases, scaling
+from gpuherd.k8s import events, scaling
 from gpuherd.k8s.client import KubeError, Ref
 from gpuherd.k8s.session import Session, current
 from gpuherd.spec.model import KubernetesMethod
-
-# A released workload's lease: long, as a job may run for hours; the holder's node renews it
-# by restarting (same identity), another node only takes it once it has lapsed.
-LEASE_SECONDS = 6 * 3600
 
 
 class KubernetesActuator:
@@ -49,19 +44,17 @@ class KubernetesActuator:
                 and not p["metadata"].get("deletionTimestamp")
                 and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in want.items())
             ]
-        namespace, lease = self.ref.namespace, self._lease()
-
-        def claim() -> bool:  # held until the restore: a restarted broker of this node keeps it
-            return leases.acquire(s.client, namespace, lease, s.node, seconds=LEASE_SECONDS)
-
         try:
             done = scaling.release(
-                s.client, self.ref, node=s.node, job=job, workload=workload, here=here, claim=claim
+                s.client,
+                self.ref,
+                node=s.node,
+                job=job,
+                workload=workload,
+                here=here,
+                watched=s.leases,
             )
         except (scaling.Refused, KubeError) as exc:
-            if "workload lease" not in str(exc):  # a refusal after the claim: give it back
-                with contextlib.suppress(KubeError):
-                    leases.release(s.client, namespace, lease)
             self._emit(s, workload, events.REFUSED, f"not released for gpuherd job {job}: {exc}")
             raise ActuatorError(str(exc)) from None
         how = (
@@ -69,6 +62,8 @@ class KubernetesActuator:
             if done.keda
             else f"{done.removed} pod(s) scaled away"
         )
+        if done.taken_from:  # its node's broker stopped renewing its GPU lease
+            how += f", taken over from node {done.taken_from}, whose broker is gone"
         self._emit(
             s,
             workload,
@@ -98,12 +93,11 @@ class KubernetesActuator:
                     if self.ref.kind in s.workloads
                     else None
                 ),
+                node=s.node,
             )
         except KubeError as exc:
             self._emit(s, None, events.RESTORE_FAILED, f"restore on node {s.node} failed: {exc}")
             raise ActuatorError(str(exc)) from None
-        with contextlib.suppress(KubeError):
-            leases.release(s.client, self.ref.namespace, self._lease())
         self._emit(s, None, events.RESTORED, f"restored to {replicas} replicas by node {s.node}")
         return {"workload": str(self.ref), "replicas": replicas}
 
@@ -119,6 +113,3 @@ class KubernetesActuator:
         )
         warning = reason in (events.REFUSED, events.RESTORE_FAILED)
         s.events.emit(involved, reason, message, warning=warning)
-
-    def _lease(self) -> str:
-        return leases.lease_name("workload", self.ref.kind, self.ref.name)

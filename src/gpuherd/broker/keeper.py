@@ -8,6 +8,7 @@ from the config while it was down still comes back.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from gpuherd.actuators.base import ActContext, ActuatorError
 from gpuherd.actuators.factory import UnsupportedMethod, actuator_for
 from gpuherd.actuators.health import probe, wait_healthy
 from gpuherd.broker.accounting import NOTHING, Held, device_for, held_by_tenant
+from gpuherd.broker.claims import GpuClaim
 from gpuherd.broker.clock import Clock, wait_until
 from gpuherd.broker.faults import crash_point
 from gpuherd.broker.guard import is_guard_job
@@ -26,7 +28,7 @@ from gpuherd.broker.states import ReleaseState
 from gpuherd.gpu.attribution import pod_addresses
 from gpuherd.gpu.base import GpuBackend
 from gpuherd.gpu.procinfo import start_ticks
-from gpuherd.ids import JobId, TenantName
+from gpuherd.ids import GpuName, JobId, TenantName
 from gpuherd.spec.model import (
     CheckpointMethod,
     Config,
@@ -54,6 +56,25 @@ class Keeper:
     clock: Clock
     poll: float
     promised: Callable[[str], int]  # bytes promised to started jobs on a GPU (by name)
+    claim: GpuClaim | None = None  # held on a GPU while tenants on it are released
+
+    def __post_init__(self) -> None:
+        # A claim taken for a release is journaled (the intent) before anyone settles the
+        # claims from the journal: else a settle in between would let the new claim go.
+        self._claiming = threading.Lock()
+
+    def settle_claim(self) -> None:
+        """Tell the claim which GPUs have tenants released now (after a restore; and renewed
+        from the Kubernetes mode's thread)."""
+        if self.claim is None:
+            return
+        with self._claiming:
+            released: set[GpuName | None] = set()
+            for row in self.journal.releases(open_only=True):
+                plan = row.plan
+                spec = plan.tenant if plan is not None else self.config.tenants.get(row.tenant)
+                released.add(spec.gpu if spec is not None else None)
+            self.claim.settle(released)
 
     def held(self, tenant: TenantName, spec: TenantSpec) -> int:
         """What its processes hold now, found by its declaration (the journaled one for a
@@ -120,7 +141,12 @@ class Keeper:
                 self.journal.record("release_skipped", str(exc), job_id=job_id, tenant=tenant)
                 continue
             plan = self.plan_for(spec, index)
-            release_id = self.journal.release_intent(job_id, tenant, plan)
+            with self._claiming:
+                why = self.claim.hold(spec.gpu) if self.claim is not None else None
+                if why is not None:  # another broker holds the GPU: nothing is touched
+                    self.journal.record("release_refused", why, job_id=job_id, tenant=tenant)
+                    return False
+                release_id = self.journal.release_intent(job_id, tenant, plan)
             crash_point("after_intent")
             # The kubernetes method names the job in its annotations.
             ctx = self._context(
@@ -206,6 +232,7 @@ class Keeper:
         self.journal.mark_restored(
             release.id, note="no longer in the config; restored from the journal" if gone else None
         )
+        self.settle_claim()  # the last tenant on its GPU back: the claim goes
         return True
 
     def _try_restore(self, release: ReleaseRow, plan: RestorePlan) -> str | None:

@@ -37,7 +37,7 @@ from gpuherd.ids import JobId
 from gpuherd.k8s import events, jobs
 from gpuherd.k8s.annotations import JOB_ID, STOPPED, TTL, lands_on
 from gpuherd.k8s.client import Conflict, KubeError, NotFound
-from gpuherd.k8s.leases import holds, lease_name
+from gpuherd.k8s.leases import JOB_SECONDS, holds, lease_name
 from gpuherd.k8s.preflight import job_volumes
 from gpuherd.k8s.session import Session, current
 from gpuherd.spec.model import GpuSpec, JobSpec
@@ -46,6 +46,9 @@ Obj = dict[str, Any]
 KUBE_JOB = "GPUHERD_KUBE_JOB"  # in a queued job's env: NAMESPACE/NAME of its Kubernetes Job
 _LOG_CHECK = 0.2  # seconds between looks (in the watch's cache) for a pod whose log to follow
 _LOG_DRAIN = 2.0  # seconds the log streams get to reach their end when the Job ends
+# A Job's lease taken this much short of its life ago is surely still ours: room for clocks that
+# differ between nodes and a start that takes a moment.
+_LEASE_MARGIN = 15.0
 
 
 def job_ref(job: Obj) -> Obj:
@@ -203,9 +206,7 @@ class KubeJobLauncher:
             notes = current["metadata"].get("annotations") or {}
             ours = notes.get(JOB_ID) == job_id  # created by this broker for this job
             uid = current["metadata"]["uid"]
-            if not ours and not holds(
-                self.s.client, namespace, lease_name("job", uid), self.s.node
-            ):
+            if not ours and not self._admitted_here(current):
                 raise LaunchError(f"job/{namespace}/{name}: another node's broker admitted it")
             spec = current.get("spec") or {}
             selector = dict(
@@ -241,6 +242,19 @@ class KubeJobLauncher:
         )
         self._logs[uid] = _LogFollower(self, handle)
         return handle
+
+    def _admitted_here(self, job: Obj) -> bool:
+        """A queued Job this broker took: pinned here, or under a lease of ours, known to be
+        ours without a request when taken or renewed lately (another broker takes a lease only
+        once it has lapsed)."""
+        if jobs.only_for(job, self.s.node):
+            return True
+        meta = job["metadata"]
+        name = lease_name("job", meta["uid"])
+        taken = self.s.job_leases.get(name)
+        if taken is not None and time.monotonic() - taken < JOB_SECONDS - _LEASE_MARGIN:
+            return True
+        return holds(self.s.client, meta["namespace"], name, self.s.node)
 
     def _pods(self, handle: Handle, *, removed: bool = False) -> list[Obj]:
         """Its pods on this node (with those deleted lately, for how they ended)."""

@@ -4,9 +4,13 @@
   this node (or released by it) become tenants beside the config's, read from their watches:
   idle, the mode makes no API request at all.
 - Admission: a suspended, never-started Job labelled `gpuherd.io/queue` whose node selector
-  and affinity admit this node is taken under a Lease (one per Job: of two brokers, one wins),
-  checked (its volumes must be reachable from this node) and queued in the journal like any
-  job; the engine releases tenants and the Kubernetes launcher pins and unsuspends it.
+  and affinity admit this node is taken (under a Lease when other nodes could take it too: of
+  two brokers, one wins), checked (its volumes must be reachable from this node) and queued in
+  the journal like any job; the engine releases tenants and the Kubernetes launcher pins and
+  unsuspends it.
+- The GPU's claim: a Lease per GPU (node + UUID) while tenants on it are released, taken by
+  the keeper before the first release, renewed from here, let go after the last restore
+  (`gpuherd.k8s.gpulease`); a restarted broker on the node takes it over at start.
 - Crash safety: at start, workloads annotated `released-by` this node for a job the journal
   does not know as running (a wiped journal) are scaled back from their annotations.
 - Ends: once the journal holds the result of a Job this node ran, the Job gets a
@@ -25,7 +29,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +45,14 @@ from gpuherd.k8s import annotations as notes
 from gpuherd.k8s import events, leases, preflight, scaling
 from gpuherd.k8s import jobs as kubejobs
 from gpuherd.k8s.client import KubeError, NotFound
+from gpuherd.k8s.gpulease import GpuLeases
 from gpuherd.k8s.pods import Cache
 from gpuherd.k8s.session import RELEASED_BY, Session
 from gpuherd.spec.model import Config, JobSpec, TenantSpec
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
-LEASE_SECONDS = 60
+LEASE_SECONDS = leases.JOB_SECONDS
 # Between the turns of the brokers a Job may land on: long enough for the lease of the one
 # whose turn came first to reach the others' watches before their own turn comes.
 _TURN = 0.5
@@ -62,6 +67,7 @@ class KubeMode:
     config: Config
     journal: Journal
     wake: Callable[[], None] = lambda: None  # the daemon's: a job was queued
+    settle: Callable[[], None] = lambda: None  # the keeper's: renew the GPUs' claims
     base_tenants: dict[TenantName, TenantSpec] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # annotations that could not be read
     node_labels: dict[str, str] = field(default_factory=dict)
@@ -77,7 +83,6 @@ class KubeMode:
         self._pods_changed = True
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._renewed: dict[str, float] = {}  # uid -> when its Job's lease was taken or renewed
         self._seen: dict[str, float] = {}  # uid -> when a Job that may land elsewhere was seen
 
     @property
@@ -105,6 +110,7 @@ class KubeMode:
             cache.synced.wait(30)
         self.sync_tenants()
         self.restore_orphans()
+        self.settle()  # a lease of this node's last broker: renewed or let go
         self._thread = threading.Thread(target=self._run, name="gpuherd-kube", daemon=True)
         self._thread.start()
 
@@ -220,8 +226,6 @@ class KubeMode:
             involved = events.reference("apps/v1", ref.kind, ref.namespace, ref.name, None)
             try:
                 scaling.restore(self.session.client, ref, replicas=replicas, keda=None, timeout=120)
-                lease = leases.lease_name("workload", ref.kind, ref.name)
-                leases.release(self.session.client, ref.namespace, lease)
             except KubeError as exc:
                 self.journal.record("restore_failed", f"{ref}: {exc.message}")
                 self._emit(involved, events.RESTORE_FAILED, exc.message, warning=True)
@@ -261,37 +265,40 @@ class KubeMode:
             if not notes.lands_on(job, self.node, self.node_labels):
                 continue
             lease = leases.lease_name("job", uid)
-            create_only = False
-            if not self._only_here(job):
+            only_here = self._only_here(job)
+            if not only_here:
                 seen = watched.get(meta["namespace"], lease) if watched is not None else None
                 if busy or (seen is not None and leases.held_by_other(seen, self.node, wall)):
                     continue
-                create_only = seen is None
                 due = self._seen.setdefault(uid, now) + _TURN * self._rank(job, uid)
                 if now < due:
                     turn = due - now if turn is None else min(turn, due - now)
                     continue
-            if not leases.acquire(
-                self.session.client,
-                meta["namespace"],
-                lease,
-                self.node,
-                seconds=LEASE_SECONDS,
-                create_only=create_only,
-            ):
-                continue  # another broker has it
+                if not leases.acquire(
+                    self.session.client,
+                    meta["namespace"],
+                    lease,
+                    self.node,
+                    seconds=LEASE_SECONDS,
+                    create_only=seen is None,
+                ):
+                    continue  # another broker has it
+                self.session.job_leases[lease] = time.monotonic()
             job_id = self._queue(job)
             if job_id:
                 self.held[uid] = (meta["namespace"], job_id)
                 busy = True
-            else:  # refused before it was queued
-                leases.release(self.session.client, meta["namespace"], lease)
+            elif not only_here:  # refused before it was queued
+                self._let_go(meta["namespace"], lease)
         return turn
 
+    def _let_go(self, namespace: str, lease: str) -> None:
+        if self.session.job_leases.pop(lease, None) is not None:
+            leases.release(self.session.client, namespace, lease)
+
     def _only_here(self, job: Obj) -> bool:
-        pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
-        host = (pod.get("nodeSelector") or {}).get("kubernetes.io/hostname")
-        return self.node in (host, pod.get("nodeName"))
+        """Pinned to this node: no other broker could take it, so no lease decides."""
+        return kubejobs.only_for(job, self.node)
 
     def _busy(self) -> bool:
         """A job admitted here has not ended: the GPU is promised, another Job would wait."""
@@ -366,23 +373,24 @@ class KubeMode:
 
     def keep_leases(self) -> None:
         """Renew the leases of jobs still queued here once they are _RENEW_EVERY old (one
-        just taken needs none); give up those of jobs that ended."""
+        just taken needs none); give up those of jobs that ended; renew the GPUs' claims."""
         now = time.monotonic()
         for uid, (namespace, job_id) in list(self.held.items()):
             row = self.journal.job(job_id)
             name = leases.lease_name("job", uid)
+            taken = self.session.job_leases.get(name)
             if row is None or row.state.final:
-                leases.release(self.session.client, namespace, name)
+                self._let_go(namespace, name)
                 del self.held[uid]
-                self._renewed.pop(uid, None)
                 self.done.add(uid)
-            elif row.state is JobState.QUEUED and now - self._renewed.setdefault(uid, now) >= (
-                _RENEW_EVERY
-            ):
-                leases.acquire(
+            elif taken is not None and row.state is JobState.QUEUED and now - taken >= _RENEW_EVERY:
+                if leases.acquire(
                     self.session.client, namespace, name, self.node, seconds=LEASE_SECONDS
-                )
-                self._renewed[uid] = now
+                ):
+                    self.session.job_leases[name] = now
+                else:  # lost (it lapsed, another broker took it): the launcher will not start it
+                    del self.session.job_leases[name]
+        self.settle()
 
     # --- ends -----------------------------------------------------------------------------
     def follow_ends(self) -> float | None:
@@ -448,6 +456,33 @@ class KubeMode:
         with contextlib.suppress(NotFound):  # another error: the next pass tries again
             self.session.client.delete_job(meta["namespace"], meta["name"])
         self.deleted.add(meta["uid"])
+
+
+@dataclass
+class GpuLeaseClaim:
+    """The keeper's claim on a GPU (`broker.claims`) as this node's GPU leases: `uuids` maps
+    the broker's GPU names to the devices' UUIDs the leases are named by."""
+
+    leases: GpuLeases
+    uuids: Mapping[GpuName, str]
+
+    def _of(self, gpu: GpuName | None) -> list[str]:
+        return [u for name, u in self.uuids.items() if gpu is None or name == gpu]
+
+    def hold(self, gpu: GpuName | None) -> str | None:
+        for uuid in self._of(gpu):
+            try:
+                if not self.leases.hold(uuid):
+                    return f"the lease of GPU {uuid} on node {self.leases.node} is held by another"
+            except KubeError as exc:
+                return f"the lease of GPU {uuid} could not be taken: {exc.message}"
+        return None
+
+    def settle(self, released: set[GpuName | None]) -> None:
+        try:
+            self.leases.keep({u for gpu in released for u in self._of(gpu)})
+        except KubeError as exc:  # the next pass renews or lets go
+            log.warning("kubernetes mode: GPU leases: %s", exc.message)
 
 
 def _score(uid: str, node: str) -> int:

@@ -32,9 +32,26 @@ class Opened:
 
     def start(self, daemon: Daemon, journal: Journal) -> None:
         """Once the engine exists and before its first step."""
-        from gpuherd.broker.kubemode import KubeMode
+        from gpuherd.broker.accounting import device_for
+        from gpuherd.broker.kubemode import GpuLeaseClaim, KubeMode
 
-        self.mode = KubeMode(self.session, self.jobs, self.config, journal, wake=daemon.wake)
+        keeper = daemon.engine.keeper
+        if self.session.gpu_leases is not None:
+            snap = daemon.engine.backend.snapshot()
+            uuids = {
+                g.name: dev.uuid
+                for g in self.config.gpus or []
+                if (dev := device_for(g, snap)) is not None
+            }
+            keeper.claim = GpuLeaseClaim(self.session.gpu_leases, uuids)
+        self.mode = KubeMode(
+            self.session,
+            self.jobs,
+            self.config,
+            journal,
+            wake=daemon.wake,
+            settle=keeper.settle_claim,
+        )
         self.session.pods.on_change = self.mode.pods_changed
         for cache in self.session.workloads.values():
             cache.on_change = self.mode.pods_changed  # tenants are read again
@@ -94,6 +111,7 @@ def open_mode(
     from gpuherd.k8s import session
     from gpuherd.k8s.annotations import QUEUE_LABEL
     from gpuherd.k8s.events import Recorder
+    from gpuherd.k8s.gpulease import GpuLeases
     from gpuherd.k8s.leases import MANAGED_BY
     from gpuherd.k8s.pods import Cache, PodCache
     from gpuherd.spec.model import Config
@@ -141,6 +159,8 @@ def open_mode(
     }
     leases = Cache(client, "leases", labels=MANAGED_BY, watch_seconds=seconds)
     nodes = Cache(client, "nodes", watch_seconds=seconds)
+    # The GPU leases live in the broker's own namespace (the downward API's POD_NAMESPACE).
+    namespace = os.environ.get("POD_NAMESPACE") or "default"
     recorder = Recorder(client, node)
     s = session.Session(
         client,
@@ -152,6 +172,7 @@ def open_mode(
         events=recorder,
         leases=leases,
         nodes=nodes,
+        gpu_leases=GpuLeases(client, node, namespace, leases),
     )
     session.use(s)
     recorder.start()

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gpuherd.api.client import BrokerRefused, BrokerUnreachable, Client
-from gpuherd.demos.kube_objects import GPUS, HOSTNAME, OTHER_NODE, RENDER_NODE
+from gpuherd.demos.kube_objects import GPUS, HOSTNAME, RENDER_NODE
 from gpuherd.demos.processes import DemoFailed, Procs
 from gpuherd.gpu.sim import SimHost
 from gpuherd.units import format_bytes
@@ -140,16 +140,15 @@ class Cluster:
         with SimHost(self.sim_dir) as host:
             return {d.index: (d.memory_used, d.memory_total) for d in host.snapshot().devices}
 
-    def job_lease_holder(self, ns: str, uid: str) -> str | None:
-        """The node whose broker holds the Job's admission lease, None before any does."""
+    def gpu_leases(self) -> dict[str, str]:
+        """The brokers' GPU leases (held while tenants on a GPU are released): name -> holder."""
         from gpuherd.k8s import leases
-        from gpuherd.k8s.client import NotFound
+        from gpuherd.k8s.gpulease import NODE_LABEL
 
-        try:
-            lease = self.kc.get_lease(ns, leases.lease_name("job", uid))
-        except NotFound:
-            return None
-        return leases.holder(lease)[0]
+        found = self.kc.list_objects("leases", labels=f"{leases.MANAGED_BY},{NODE_LABEL}")
+        return {
+            str(x["metadata"]["name"]): str(leases.holder(x)[0]) for x in found.get("items") or []
+        }
 
 
 # A broker event in the story's words ({dt}: seconds since the step it ends began).
@@ -212,6 +211,14 @@ class Brokers:
         start = next((e for e in events if e["kind"] == _BEGAN[kind]), None)
         return None if end is None or start is None else float(end["at"]) - float(start["at"])
 
+    def taker(self) -> tuple[str, float] | None:
+        """The node whose broker queued the Job (one Job in the story), and when (epoch)."""
+        for node, events in self.events.items():
+            for e in events:
+                if e["kind"] == "submitted":
+                    return node, float(e["at"])
+        return None
+
     def released(self, node: str) -> list[str]:
         return [str(e.get("tenant")) for e in self.events.get(node, []) if e["kind"] == "released"]
 
@@ -246,7 +253,9 @@ class Follow:
     job: Obj  # as created
     declared: dict[str, str]  # the Job's own gpuherd.io annotations
     ollama_declared: dict[str, str]
-    holder: str | None = None
+    holder: str | None = None  # the node whose broker took the Job
+    gpu_leases: dict[str, str] = field(default_factory=dict)
+    _gone: set[str] = field(default_factory=set)
     replicas: tuple[int, int] = (1, 1)
     history: list[int] = field(default_factory=lambda: [1])  # ollama's spec.replicas
     ollama_notes: dict[str, str] = field(default_factory=dict)
@@ -273,22 +282,38 @@ class Follow:
         self._ollama()
         self._gpu()
         self._job()
+        self._leases_gone()
 
     def _mark(self, what: str) -> None:
         self.marks.setdefault(what, time.monotonic())
 
     def _lease(self) -> None:
-        if self.holder is not None:
-            return
-        self.holder = self.cluster.job_lease_holder(self.ns, self.job["metadata"]["uid"])
-        if self.holder is not None:
-            self._mark("admitted")
-            self.story.step(
-                f"lease gpuherd-job-{self.job['metadata']['uid'][:8]}... taken by the broker on "
-                f"{self.holder} (the Job's nodeSelector names {RENDER_NODE}: the broker on "
-                f"{OTHER_NODE} leaves it)",
-                holder=self.holder,
-            )
+        if self.holder is None:
+            taken = self.brokers.taker()
+            if taken is not None:
+                self.holder, at = taken
+                # When its broker queued it (an event read a poll later), on the story's clock.
+                self.marks.setdefault("admitted", time.monotonic() - max(time.time() - at, 0.0))
+                self.story.step(
+                    f"the broker on {self.holder} took the Job (its nodeSelector names "
+                    f"{RENDER_NODE}: no other broker asks, so no Job lease is needed)",
+                    holder=self.holder,
+                )
+        held = self.cluster.gpu_leases()
+        for name, who in held.items():
+            if name not in self.gpu_leases:
+                self.story.step(
+                    f"lease {name} held by {who}: tenants on its GPU are released",
+                    lease=name,
+                )
+                self.gpu_leases[name] = who
+        self._gone = set(self.gpu_leases) - set(held)  # told after the restore's own steps
+
+    def _leases_gone(self) -> None:
+        for name in sorted(self._gone):
+            self.story.step(f"lease {name} let go: the GPU's tenants are back", lease=name)
+            del self.gpu_leases[name]
+        self._gone = set()
 
     def _ollama(self) -> None:
         d = self.cluster.deployment("ollama", "ollama")

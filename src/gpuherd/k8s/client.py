@@ -316,6 +316,11 @@ class KubeClient:
         }
         self._json("PUT", *self._workload(ref, "/scale"), body=body)
 
+    def patch_scale(self, ref: Ref, replicas: int) -> None:
+        """Set its replicas whatever they are now (a merge patch of the scale)."""
+        body = {"spec": {"replicas": replicas}}
+        self._json("PATCH", *self._workload(ref, "/scale"), body=body, content_type=MERGE)
+
     def scale(self, ref: Ref, replicas: int) -> int:
         """Set its replicas; on 409 read again and retry. Returns the replicas it had before."""
         for _ in range(_SCALE_ATTEMPTS):

@@ -62,6 +62,13 @@ def pinned_to(job: Obj) -> str | None:
     return None if value is None else str(value)
 
 
+def only_for(job: Obj, node: str) -> bool:
+    """Its pods can land on `node` alone (a node selector or nodeName naming it): no other
+    node's broker could take it, so no lease needs to decide."""
+    pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return node in (pinned_to(job), pod.get("nodeName"))
+
+
 def ours(job: Obj, node: str) -> bool:
     """Launched by this node's broker: it carries a gpuherd job id and is pinned here (or was
     created here from a config template and never pinned)."""

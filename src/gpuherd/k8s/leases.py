@@ -1,5 +1,6 @@
-"""Leases (coordination.k8s.io/v1) that decide which broker acts: one per queued Job, so two
-brokers never admit the same Job, and one per GPU while tenants on it are released.
+"""Leases (coordination.k8s.io/v1) that decide which broker acts: one per queued Job that may
+land on several nodes, so two brokers never admit the same Job, and one per GPU while tenants
+on it are released (`gpuherd.k8s.gpulease`).
 
 Taking one is a create (409 when it exists); an existing one is taken over only when it is ours
 already (a restarted broker on the same node) or expired, by a PUT carrying the resourceVersion
@@ -19,6 +20,7 @@ Obj = dict[str, Any]
 # The label selector of gpuherd's leases: each broker watches them (kubemode.admit).
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "gpuherd"}
 MANAGED_BY = ",".join(f"{k}={v}" for k, v in _MANAGED_BY.items())
+JOB_SECONDS = 60  # a queued Job's lease, renewed a third of the way by its holder
 
 
 def _micro(at: float) -> str:
@@ -59,10 +61,13 @@ def acquire(
     *,
     seconds: int = 60,
     create_only: bool = False,
+    seen: Obj | None = None,
+    labels: dict[str, str] | None = None,
 ) -> bool:
     """Take or renew it for `seconds`; False while someone else holds it. `create_only`: the
     caller's lease watch shows no such lease, so a 409 means another broker just took it and
-    is not worth a read to confirm."""
+    is not worth a read to confirm. `seen`: the lease as the caller's watch shows it, so a
+    renewal is one PUT with that version (a stale one costs the read it saved)."""
     now = time.time()
     spec = {
         "holderIdentity": me,
@@ -76,10 +81,16 @@ def acquire(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": dict(_MANAGED_BY),  # brokers watch these (MANAGED_BY)
+            "labels": {**(labels or {}), **_MANAGED_BY},  # brokers watch these (MANAGED_BY)
         },
         "spec": spec,
     }
+    if seen is not None and not held_by_other(seen, me, now):
+        if _replace(client, body, seen, me):
+            return True
+        body["metadata"].pop("resourceVersion", None)  # stale: read it, as without a watch
+    elif seen is not None:
+        return False
     try:
         client.create_lease(namespace, body)
         return True
@@ -90,15 +101,20 @@ def acquire(
         current = client.get_lease(namespace, name)
     except NotFound:
         return False  # released between our create and read: the next pass tries again
-    if held_by_other(current, me, now):
-        return False
+    return not held_by_other(current, me, now) and _replace(client, body, current, me)
+
+
+def _replace(client: KubeClient, body: Obj, current: Obj, me: str) -> bool:
+    """PUT `body` over `current` (not held by another: the caller checked); False when
+    `current` was not the latest (another broker wrote first, or it was deleted)."""
+    spec, meta = body["spec"], body["metadata"]
     if holder(current)[0] == me:
         spec["acquireTime"] = (current.get("spec") or {}).get("acquireTime") or spec["acquireTime"]
-    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    meta["resourceVersion"] = current["metadata"]["resourceVersion"]
     try:
-        client.replace_lease(namespace, name, body)
+        client.replace_lease(meta["namespace"], meta["name"], body)
     except (Conflict, NotFound):
-        return False  # another broker took it first
+        return False
     return True
 
 

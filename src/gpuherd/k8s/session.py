@@ -12,6 +12,7 @@ from typing import Any
 from gpuherd.gpu.procinfo import ROOT
 from gpuherd.k8s.client import KubeClient
 from gpuherd.k8s.events import Recorder
+from gpuherd.k8s.gpulease import GpuLeases
 from gpuherd.k8s.pods import Cache, PodCache
 
 ANNOTATION = "gpuherd.io/"
@@ -31,6 +32,10 @@ class Session:
     events: Recorder | None = None  # Kubernetes Events on what the broker acts on
     leases: Cache | None = None  # gpuherd's Leases: a Job another broker holds is not asked for
     nodes: Cache | None = None  # the cluster's nodes: which others a queued Job could land on
+    gpu_leases: GpuLeases | None = None  # this node's GPUs' leases while tenants are released
+    # Lease name -> when this broker took or last renewed a queued Job's lease (monotonic): one
+    # taken lately is ours without asking (another broker takes it only once it has lapsed).
+    job_leases: dict[str, float] = field(default_factory=dict)
 
     def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment or StatefulSet as the watch last saw it (None: not watched or gone)."""
