@@ -55,6 +55,13 @@ def test_a_scale_whose_pod_outlives_the_release_timeout_is_undone(
     with broker(kube.cluster, sim_dir, CP, 0, state):
         kube.batch.create_namespaced_job("default", queued_job("render", "10GiB", 50))
 
+        def scaled_to_zero() -> bool:
+            d = kube.apps.read_namespaced_deployment("stubborn", "default")
+            return bool(d.spec.replicas == 0)
+
+        # First the release (else the check below holds before anything happened).
+        wait_for(scaled_to_zero, timeout=30, what="the release's scale to 0")
+
         def undone() -> bool:
             d = kube.apps.read_namespaced_deployment("stubborn", "default")
             notes = d.metadata.annotations or {}
