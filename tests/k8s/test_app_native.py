@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +62,52 @@ def test_ollama_is_unloaded_at_its_pod_ip_and_reloaded_without_a_scale(
             what="the job's record",
         )
     assert [p.metadata.uid for p in kube.pods("app=ollama")] == [pod.metadata.uid]
+
+
+def _trainer() -> dict[str, Any]:
+    hold = [sys.executable, "-m", "gpuherd", "sim", "hold", "--gpu", "$(CUDA_VISIBLE_DEVICES)"]
+    command = [*hold, "--vram", "4GiB", "--name", "trainer"]
+    notes = {"gpuherd.io/preempt": "checkpoint"}
+    return running(tenant("trainer", "4GiB", 10, CP, **notes), command)
+
+
+def _trainer_proc(sim_dir: Path) -> tuple[int, int] | None:
+    with SimHost(sim_dir) as host:
+        found = [
+            (p.pid, p.used_bytes or 0) for p in host.snapshot().processes if p.name == "trainer"
+        ]
+    return found[0] if found else None
+
+
+def test_checkpoint_parks_the_pods_process_in_host_ram_through_host_pid_and_brings_it_back(
+    kube: Kube, sim_dir: Path, tmp_path: Path
+) -> None:
+    kube.apps.create_namespaced_deployment("default", _trainer())
+    kube.running("app=trainer", 1)
+    wait_for(lambda: (_trainer_proc(sim_dir) or (0, 0))[1] == 4 * GIB, what="4 GiB held")
+    (pod,) = kube.pods("app=trainer")
+    pid, _ = _trainer_proc(sim_dir) or (0, 0)
+    state = tmp_path / "state"
+    with broker(kube.cluster, sim_dir, CP, 0, state):
+        kube.batch.create_namespaced_job("default", queued_job("render", "10GiB", 50, "2s"))
+        # The same process, its memory parked: the pod runs on, nothing scaled.
+        wait_for(
+            lambda: [e for e in cli(state, "events") if e["kind"] == "released"],
+            timeout=30,
+            what="released",
+        )
+        assert (_trainer_proc(sim_dir) or (pid, 0))[1] == 0  # its memory parked in host RAM
+        os.kill(pid, 0)  # the same process lives on
+        assert [p.metadata.uid for p in kube.pods("app=trainer")] == [pod.metadata.uid]
+        wait_for(
+            lambda: kube.batch.read_namespaced_job("render", "default").status.succeeded,
+            timeout=60,
+            what="render done",
+        )
+        wait_for(lambda: _trainer_proc(sim_dir) == (pid, 4 * GIB), timeout=30, what="back")
+        deployment = kube.apps.read_namespaced_deployment("trainer", "default")
+        assert deployment.spec.replicas == 1
+        assert "gpuherd.io/restore-replicas" not in (deployment.metadata.annotations or {})
+        [release] = [e for e in cli(state, "events") if e["kind"] == "release_intent"]
+        assert "checkpoint" in release["message"]
+    assert [p.metadata.uid for p in kube.pods("app=trainer")] == [pod.metadata.uid]

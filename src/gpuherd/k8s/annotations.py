@@ -2,8 +2,9 @@
 
 A Deployment or StatefulSet annotated `gpuherd.io/vram` (or `gpuherd.io/priority`) is a tenant:
 `gpuherd.io/priority: "10"`, `gpuherd.io/vram: 4Gi`, `gpuherd.io/preempt: "ollama,kubernetes"`
-(methods in order: `ollama` and `vllm-sleep` reach the pod on this node at
-`gpuherd.io/url`, default `http://{pod_ip}:11434` and `:8000`), `gpuherd.io/tenant` (its name,
+(methods in order: `kubernetes` scales; `ollama` and `vllm-sleep` reach the pod on this node
+at `gpuherd.io/url`, default `http://{pod_ip}:11434` and `:8000`; `checkpoint` parks its
+processes, found through hostPID, in host RAM), `gpuherd.io/tenant` (its name,
 default the workload's), `gpuherd.io/max-downtime`, `gpuherd.io/cooldown`,
 `gpuherd.io/release-timeout`. Its processes are found by `match: {pod: {namespace, labels}}`
 from the workload's selector.
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 
 from gpuherd.ids import GpuName
 from gpuherd.spec.model import (
+    CheckpointMethod,
     KubernetesMethod,
     OllamaMethod,
     PreemptMethod,
@@ -80,6 +82,9 @@ def _methods(obj: Obj, kind: str, skipped: list[str]) -> list[PreemptMethod]:
                     {"kind": kind, "namespace": meta["namespace"], "name": meta["name"]}
                 )
             )
+        elif name == "checkpoint":
+            # The pod's processes, found through hostPID, parked in host RAM; the pod stays.
+            methods.append(CheckpointMethod.model_validate({}))
         elif name in _APP_NATIVE:
             # Reached at the pod on this node: `gpuherd.io/url`, else the app's usual port.
             method, port = _APP_NATIVE[name]
