@@ -15,6 +15,7 @@ unpinned  N Jobs that may land on any GPU node: the brokers decide among themsel
 rss       Each broker's resident memory at the end: max and median (target: < 100 MB).
 
     .venv/bin/python bench/k8s_scale.py [--nodes 50] [--tenants-per-node 10] [--idle-seconds 60]
+        [--wave 5] [--only pinned|unpinned]
 
 Writes bench/results/k8s_scale.json. Needs about 6 GB of memory for 50 brokers.
 """
@@ -51,6 +52,19 @@ IDLE = ["sleep", "86400"]  # an idle service: a process, no GPU memory
 
 def node_name(i: int) -> str:
     return f"gpu-node-{i:02d}"
+
+
+def what(path: str) -> str:
+    """A request's path as the kind of object it names: `leases/gpu`, `deployments/scale`..."""
+    parts = path.split("?", maxsplit=1)[0].strip("/").split("/")
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        rest = parts[parts.index("namespaces") + 2 :]
+    else:
+        rest = parts[-1:]
+    kind = rest[0]
+    if kind == "leases" and len(rest) > 1:
+        return "leases/" + rest[1].split("-")[1]  # gpuherd-gpu-... or gpuherd-job-...
+    return "/".join([kind, *rest[2:3]])
 
 
 def job(name: str, node: str | None) -> Any:
@@ -177,6 +191,11 @@ class Scale:
                 where[node] = where.get(node, 0) + 1
         jobs = self.batch.list_namespaced_job("default").items
         succeeded = sum(1 for j in jobs if j.metadata.name in names and j.status.succeeded)
+        kinds: dict[str, int] = {}
+        for seen in self.proxy.since(t0):
+            if not seen.watch:
+                key = f"{seen.method} {what(seen.path)}"
+                kinds[key] = kinds.get(key, 0) + 1
         return {
             "jobs": self.nodes,
             "succeeded": succeeded,
@@ -185,6 +204,8 @@ class Scale:
             "seconds": round(took, 1),
             "nodes_used": len(where),
             "most_jobs_on_one_node": max(where.values()),
+            # Where the requests went, per Job: method and the kind of object.
+            "per_job": {k: round(v / self.nodes, 2) for k, v in sorted(kinds.items())},
         }
 
     def rss(self) -> list[float]:
@@ -208,7 +229,12 @@ def main() -> None:
     parser.add_argument("--tenants-per-node", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--wave", type=int, default=5, help="Jobs created together")
+    parser.add_argument(
+        "--only", choices=("pinned", "unpinned"), help="one phase (results printed, not written)"
+    )
     args = parser.parse_args()
+    pinned: dict[str, Any] | None = None
+    unpinned: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         bench = Scale(Path(tmp), args.nodes, args.tenants_per_node)
         try:
@@ -219,10 +245,12 @@ def main() -> None:
             print(f"{args.nodes} brokers up after {time.monotonic() - t0:.0f}s", flush=True)
             idle = bench.idle(args.idle_seconds)
             print(f"idle: {idle:.2f} requests per broker per minute", flush=True)
-            pinned = bench.phase("pinned", pinned=True, wave=args.wave)
-            print(f"pinned: {json.dumps(pinned)}", flush=True)
-            unpinned = bench.phase("any", pinned=False, wave=args.wave)
-            print(f"unpinned: {json.dumps(unpinned)}", flush=True)
+            if args.only in (None, "pinned"):
+                pinned = bench.phase("pinned", pinned=True, wave=args.wave)
+                print(f"pinned: {json.dumps(pinned)}", flush=True)
+            if args.only in (None, "unpinned"):
+                unpinned = bench.phase("any", pinned=False, wave=args.wave)
+                print(f"unpinned: {json.dumps(unpinned)}", flush=True)
             rss = bench.rss()
         finally:
             bench.stop()
@@ -235,8 +263,9 @@ def main() -> None:
         "broker_rss_mb": {"max": round(max(rss), 1), "median": round(statistics.median(rss), 1)},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "k8s_scale.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.only is None:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "k8s_scale.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

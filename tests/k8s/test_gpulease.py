@@ -123,3 +123,27 @@ def test_other_nodes_see_whether_a_release_is_still_looked_after(
     wait_for(lambda: not watched.items(), what="the lease gone from the watch")
     assert gpulease.lapsed(kc, watched, OTHER, old, time.time())
     assert not gpulease.lapsed(kc, watched, OTHER, time.time() - 5, time.time())  # too recent
+
+
+def test_a_lease_let_go_is_neither_deleted_again_nor_renewed_from_a_lagging_watch(
+    kube: Kube, kc: KubeClient, watched: Cache
+) -> None:
+    mine = GpuLeases(kc, NODE, "default", watched)
+    assert mine.hold(UUID)
+    _seen(watched, gpulease.name(NODE, UUID))
+    before = kc.requests
+    mine.keep(set())  # deleted; the watch still shows it for a moment
+    mine.keep(set())  # the next pass: nothing to send
+    assert kc.requests - before == 1
+    before = kc.requests
+    assert mine.hold(UUID)  # the next job, at once: a create, not a PUT over the deleted one
+    assert kc.requests - before == 1
+    wait_for(lambda: not _lagging(watched), what="the watch caught up")
+    assert [x.metadata.name for x in kube.coordination.list_namespaced_lease("default").items] == [
+        gpulease.name(NODE, UUID)
+    ]
+
+
+def _lagging(watched: Cache) -> bool:
+    lease = watched.get("default", gpulease.name(NODE, UUID))
+    return lease is None

@@ -384,8 +384,15 @@ class KubeMode:
                 del self.held[uid]
                 self.done.add(uid)
             elif taken is not None and row.state is JobState.QUEUED and now - taken >= _RENEW_EVERY:
+                watched = self.session.leases
+                seen = watched.get(namespace, name) if watched is not None else None
                 if leases.acquire(
-                    self.session.client, namespace, name, self.node, seconds=LEASE_SECONDS
+                    self.session.client,
+                    namespace,
+                    name,
+                    self.node,
+                    seconds=LEASE_SECONDS,
+                    seen=seen,  # one PUT at the version the watch shows
                 ):
                     self.session.job_leases[name] = now
                 else:  # lost (it lapsed, another broker took it): the launcher will not start it

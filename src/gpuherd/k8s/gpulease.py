@@ -58,6 +58,11 @@ class GpuLeases:
         self.client, self.node, self.namespace = client, node, namespace
         self.watched, self.seconds, self.renew_after = watched, seconds, renew_after
         self._taken: dict[str, float] = {}  # uuid -> when taken or last renewed (monotonic)
+        # uuid -> the lease as this broker last wrote it: the version its renewal PUTs over,
+        # newer than a watch that lags behind our own writes.
+        self._mine: dict[str, Obj] = {}
+        # Names deleted here that the watch may still show: neither deleted again nor renewed.
+        self._deleted: set[str] = set()
         self._lock = threading.Lock()
 
     def held(self) -> set[str]:
@@ -77,22 +82,26 @@ class GpuLeases:
         with self._lock:
             for uuid in wanted:
                 self._hold(uuid, now)
+            for uuid in set(self._taken) - wanted:
+                del self._taken[uuid]
+                self._mine.pop(uuid, None)
+                self._delete(name(self.node, uuid))
             keep = {name(self.node, u) for u in wanted}
-            gone = {name(self.node, u) for u in set(self._taken) - wanted}
-            for lease_name in gone:
+            shown = {seen["metadata"]["name"] for seen in self._ours_seen()}
+            self._deleted &= shown  # gone from the watch too: nothing left to remember
+            for lease_name in shown - keep - self._deleted:  # left by this node's last broker
                 self._delete(lease_name)
-            self._taken = {u: t for u, t in self._taken.items() if u in wanted}
-            for seen in self._ours_seen():  # left by this node's previous broker
-                if seen["metadata"]["name"] not in keep | gone:
-                    self._delete(seen["metadata"]["name"])
 
     def _hold(self, uuid: str, now: float) -> bool:
         taken = self._taken.get(uuid)
         if taken is not None and now - taken < self.renew_after:
             return True
         lease = name(self.node, uuid)
-        seen = self.watched.get(self.namespace, lease) if self.watched is not None else None
-        ok = leases.acquire(
+        seen = self._mine.get(uuid)
+        if seen is None and self.watched is not None and lease not in self._deleted:
+            seen = self.watched.get(self.namespace, lease)  # a previous broker's, at start
+        self._deleted.discard(lease)
+        written = leases.acquire(
             self.client,
             self.namespace,
             lease,
@@ -101,13 +110,15 @@ class GpuLeases:
             seen=seen,
             labels={NODE_LABEL: _label(self.node), GPU_LABEL: _label(uuid)},
         )
-        if ok:
-            self._taken[uuid] = now
-        return ok
+        if written is None:
+            return False
+        self._taken[uuid], self._mine[uuid] = now, written
+        return True
 
     def _delete(self, lease: str) -> None:
         with contextlib.suppress(KubeError):  # gone already, or the next pass tries again
             leases.release(self.client, self.namespace, lease)
+            self._deleted.add(lease)
 
     def _ours_seen(self) -> list[Obj]:
         if self.watched is None:

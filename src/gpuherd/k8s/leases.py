@@ -63,11 +63,12 @@ def acquire(
     create_only: bool = False,
     seen: Obj | None = None,
     labels: dict[str, str] | None = None,
-) -> bool:
-    """Take or renew it for `seconds`; False while someone else holds it. `create_only`: the
-    caller's lease watch shows no such lease, so a 409 means another broker just took it and
-    is not worth a read to confirm. `seen`: the lease as the caller's watch shows it, so a
-    renewal is one PUT with that version (a stale one costs the read it saved)."""
+) -> Obj | None:
+    """Take or renew it for `seconds`: the lease as written, None while someone else holds it.
+    `create_only`: the caller's lease watch shows no such lease, so a 409 means another broker
+    just took it and is not worth a read to confirm. `seen`: the lease as the caller last saw
+    it (its own last write, or its watch), so a renewal is one PUT at that version (a stale one
+    costs the read it saved)."""
     now = time.time()
     spec = {
         "holderIdentity": me,
@@ -85,37 +86,36 @@ def acquire(
         },
         "spec": spec,
     }
-    if seen is not None and not held_by_other(seen, me, now):
-        if _replace(client, body, seen, me):
-            return True
+    if seen is not None:
+        if held_by_other(seen, me, now):
+            return None
+        written = _replace(client, body, seen, me)
+        if written is not None:
+            return written
         body["metadata"].pop("resourceVersion", None)  # stale: read it, as without a watch
-    elif seen is not None:
-        return False
     try:
-        client.create_lease(namespace, body)
-        return True
+        return client.create_lease(namespace, body)
     except Conflict:
         if create_only:
-            return False
+            return None
     try:
         current = client.get_lease(namespace, name)
     except NotFound:
-        return False  # released between our create and read: the next pass tries again
-    return not held_by_other(current, me, now) and _replace(client, body, current, me)
+        return None  # released between our create and read: the next pass tries again
+    return None if held_by_other(current, me, now) else _replace(client, body, current, me)
 
 
-def _replace(client: KubeClient, body: Obj, current: Obj, me: str) -> bool:
-    """PUT `body` over `current` (not held by another: the caller checked); False when
+def _replace(client: KubeClient, body: Obj, current: Obj, me: str) -> Obj | None:
+    """PUT `body` over `current` (not held by another: the caller checked); None when
     `current` was not the latest (another broker wrote first, or it was deleted)."""
     spec, meta = body["spec"], body["metadata"]
     if holder(current)[0] == me:
         spec["acquireTime"] = (current.get("spec") or {}).get("acquireTime") or spec["acquireTime"]
     meta["resourceVersion"] = current["metadata"]["resourceVersion"]
     try:
-        client.replace_lease(meta["namespace"], meta["name"], body)
+        return client.replace_lease(meta["namespace"], meta["name"], body)
     except (Conflict, NotFound):
-        return False
-    return True
+        return None
 
 
 def holds(client: KubeClient, namespace: str, name: str, me: str) -> bool:
