@@ -30,8 +30,10 @@ from gpuherd.k8s.pods import Cache
 Obj = dict[str, Any]
 NODE_LABEL = "gpuherd.io/node"
 GPU_LABEL = "gpuherd.io/gpu"
-SECONDS = 60  # a lease's life without renewal
-RENEW_AFTER = 20.0  # renewed once this old, so two renewals may fail before it lapses
+# A lease's life without renewal: how long a dead broker's releases stay its own before another
+# node's broker may take them over. Minutes are fine for that, and each renewal is a request.
+SECONDS = 120
+RENEW_AFTER = 40.0  # renewed once this old, so two renewals may fail before it lapses
 
 
 def name(node: str, uuid: str) -> str:
