@@ -277,9 +277,13 @@ class Follow:
         return str(self.job["metadata"]["namespace"])
 
     def once(self) -> None:
+        # The cluster first, the brokers' journals after: a broker journals what it does before
+        # the API shows it, so its steps are told before their effects.
+        held = self.cluster.gpu_leases()
+        ollama = self.cluster.deployment("ollama", "ollama")
         self.brokers.poll(self.story)
-        self._lease()
-        self._ollama()
+        self._lease(held)
+        self._ollama(ollama)
         self._gpu()
         self._job()
         self._leases_gone()
@@ -287,7 +291,7 @@ class Follow:
     def _mark(self, what: str) -> None:
         self.marks.setdefault(what, time.monotonic())
 
-    def _lease(self) -> None:
+    def _lease(self, held: dict[str, str]) -> None:
         if self.holder is None:
             taken = self.brokers.taker()
             if taken is not None:
@@ -299,7 +303,6 @@ class Follow:
                     f"{RENDER_NODE}: no other broker asks, so no Job lease is needed)",
                     holder=self.holder,
                 )
-        held = self.cluster.gpu_leases()
         for name, who in held.items():
             if name not in self.gpu_leases:
                 self.story.step(
@@ -315,8 +318,7 @@ class Follow:
             del self.gpu_leases[name]
         self._gone = set()
 
-    def _ollama(self) -> None:
-        d = self.cluster.deployment("ollama", "ollama")
+    def _ollama(self, d: Obj) -> None:
         notes = written(d, self.ollama_declared)
         if notes != self.ollama_notes:
             added = {k: v for k, v in notes.items() if self.ollama_notes.get(k) != v}

@@ -93,7 +93,9 @@ class Procs:
                 raise DemoFailed(f"{name} exited {proc.returncode}: {self.tail(name)}")
 
     def _descendants(self) -> set[psutil.Process]:
-        found: set[psutil.Process] = set()
+        # Our own children too: one an interrupt caught between its fork and its record in
+        # `started` is ours all the same.
+        found: set[psutil.Process] = set(psutil.Process().children(recursive=True))
         for _, proc in self.started:
             with contextlib.suppress(psutil.Error):
                 found.update(psutil.Process(proc.pid).children(recursive=True))
