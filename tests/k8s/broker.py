@@ -32,6 +32,12 @@ def used(sim_dir: Path, gpu: int = 0) -> int:
         return next(d.memory_used for d in host.snapshot().devices if d.index == gpu)
 
 
+def held_by(sim_dir: Path, name: str) -> int:
+    """Bytes the simulated processes named `name` hold, on every GPU."""
+    with SimHost(sim_dir) as host:
+        return sum(p.used_bytes or 0 for p in host.snapshot().processes if p.name == name)
+
+
 @contextmanager
 def broker(
     cluster: SimCluster,

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from gpuherd.gpu.sim import SimHost
-from tests.k8s.broker import CP, broker, cli, one_node, queued_job, running, tenant
+from tests.k8s.broker import CP, broker, cli, held_by, one_node, queued_job, running, tenant
 from tests.simcluster.conftest import Kube, wait_for
 
 GIB = 1024**3
@@ -40,17 +39,12 @@ def _stubborn() -> dict[str, Any]:
     return running(tenant("stubborn", "4GiB", 1, CP, **notes), command, grace=6)
 
 
-def _held(sim_dir: Path) -> int:
-    with SimHost(sim_dir) as host:
-        return sum(p.used_bytes or 0 for p in host.snapshot().processes if p.name == "stubborn")
-
-
 def test_a_scale_whose_pod_outlives_the_release_timeout_is_undone(
     kube: Kube, sim_dir: Path, tmp_path: Path
 ) -> None:
     kube.apps.create_namespaced_deployment("default", _stubborn())
     kube.running("app=stubborn", 1)
-    wait_for(lambda: _held(sim_dir) == 4 * GIB, what="4 GiB held")
+    wait_for(lambda: held_by(sim_dir, "stubborn") == 4 * GIB, what="4 GiB held")
     state = tmp_path / "state"
     with broker(kube.cluster, sim_dir, CP, 0, state):
         kube.batch.create_namespaced_job("default", queued_job("render", "10GiB", 50))
@@ -72,7 +66,9 @@ def test_a_scale_whose_pod_outlives_the_release_timeout_is_undone(
             )
 
         wait_for(undone, timeout=60, what="the scale undone and its pod Ready again")
-        wait_for(lambda: _held(sim_dir) == 4 * GIB, timeout=30, what="4 GiB held again")
+        wait_for(
+            lambda: held_by(sim_dir, "stubborn") == 4 * GIB, timeout=30, what="4 GiB held again"
+        )
         # The job could not get its room this time: it failed, the tenant is back.
         wait_for(
             lambda: [j["state"] for j in cli(state, "jobs", "--all")] == ["failed"],

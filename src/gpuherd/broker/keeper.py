@@ -71,9 +71,8 @@ class Keeper:
         with self._claiming:
             released: set[GpuName | None] = set()
             for row in self.journal.releases(open_only=True):
-                plan = row.plan
-                spec = plan.tenant if plan is not None else self.config.tenants.get(row.tenant)
-                released.add(spec.gpu if spec is not None else None)
+                plan = self._plan(row)
+                released.add(plan.tenant.gpu if plan is not None else None)
             self.claim.settle(released)
 
     def held(self, tenant: TenantName, spec: TenantSpec) -> int:

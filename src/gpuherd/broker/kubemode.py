@@ -47,12 +47,11 @@ from gpuherd.k8s import jobs as kubejobs
 from gpuherd.k8s.client import KubeError, NotFound
 from gpuherd.k8s.gpulease import GpuLeases
 from gpuherd.k8s.pods import Cache
-from gpuherd.k8s.session import RELEASED_BY, Session
+from gpuherd.k8s.session import Session
 from gpuherd.spec.model import Config, JobSpec, TenantSpec
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
-LEASE_SECONDS = leases.JOB_SECONDS
 # Between the turns of the brokers a Job may land on: long enough for the lease of the one
 # whose turn came first to reach the others' watches before their own turn comes, also on a
 # loaded API server (at 0.5 s, 50 brokers on one simulated server asked twice more per Job).
@@ -181,7 +180,7 @@ class KubeMode:
                 "its Application ignores /spec/replicas (ignoreDifferences)",
                 tenant=tenant,
             )
-        released = str((meta.get("annotations") or {}).get(RELEASED_BY, "")).split("/")[0]
+        released = (scaling.released_by(w) or ("", ""))[0]
         replicas = int((w.get("spec") or {}).get("replicas") or 0)
         held_down = any(  # released, and no restore of ours under way
             r.tenant == tenant and r.state is ReleaseState.RELEASED
@@ -203,7 +202,7 @@ class KubeMode:
 
     def _on_this_node(self, w: Obj, here: set[tuple[Any, tuple[tuple[str, str], ...]]]) -> bool:
         meta = w["metadata"]
-        if str((meta.get("annotations") or {}).get(RELEASED_BY, "")).split("/")[0] == self.node:
+        if (scaling.released_by(w) or ("", ""))[0] == self.node:
             return True
         want = ((w.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         return any(
@@ -266,7 +265,7 @@ class KubeMode:
             if not notes.lands_on(job, self.node, self.node_labels):
                 continue
             lease = leases.lease_name("job", uid)
-            only_here = self._only_here(job)
+            only_here = kubejobs.only_for(job, self.node)  # no other broker could take it
             if not only_here:
                 seen = watched.get(meta["namespace"], lease) if watched is not None else None
                 if busy or (seen is not None and leases.held_by_other(seen, self.node, wall)):
@@ -280,7 +279,7 @@ class KubeMode:
                     meta["namespace"],
                     lease,
                     self.node,
-                    seconds=LEASE_SECONDS,
+                    seconds=leases.JOB_SECONDS,
                     create_only=seen is None,
                 ):
                     continue  # another broker has it
@@ -296,10 +295,6 @@ class KubeMode:
     def _let_go(self, namespace: str, lease: str) -> None:
         if self.session.job_leases.pop(lease, None) is not None:
             leases.release(self.session.client, namespace, lease)
-
-    def _only_here(self, job: Obj) -> bool:
-        """Pinned to this node: no other broker could take it, so no lease decides."""
-        return kubejobs.only_for(job, self.node)
 
     def _busy(self) -> bool:
         """A job admitted here has not ended: the GPU is promised, another Job would wait."""
@@ -392,7 +387,7 @@ class KubeMode:
                     namespace,
                     name,
                     self.node,
-                    seconds=LEASE_SECONDS,
+                    seconds=leases.JOB_SECONDS,
                     seen=seen,  # one PUT at the version the watch shows
                 ):
                     self.session.job_leases[name] = now

@@ -255,7 +255,6 @@ class Follow:
     ollama_declared: dict[str, str]
     holder: str | None = None  # the node whose broker took the Job
     gpu_leases: dict[str, str] = field(default_factory=dict)
-    _gone: set[str] = field(default_factory=set)
     replicas: tuple[int, int] = (1, 1)
     history: list[int] = field(default_factory=lambda: [1])  # ollama's spec.replicas
     ollama_notes: dict[str, str] = field(default_factory=dict)
@@ -286,7 +285,7 @@ class Follow:
         self._ollama(ollama)
         self._gpu()
         self._job()
-        self._leases_gone()
+        self._leases_gone(held)
 
     def _mark(self, what: str) -> None:
         self.marks.setdefault(what, time.monotonic())
@@ -310,13 +309,12 @@ class Follow:
                     lease=name,
                 )
                 self.gpu_leases[name] = who
-        self._gone = set(self.gpu_leases) - set(held)  # told after the restore's own steps
 
-    def _leases_gone(self) -> None:
-        for name in sorted(self._gone):
+    def _leases_gone(self, held: dict[str, str]) -> None:
+        """Told after the restore's own steps."""
+        for name in sorted(set(self.gpu_leases) - set(held)):
             self.story.step(f"lease {name} let go: the GPU's tenants are back", lease=name)
             del self.gpu_leases[name]
-        self._gone = set()
 
     def _ollama(self, d: Obj) -> None:
         notes = written(d, self.ollama_declared)

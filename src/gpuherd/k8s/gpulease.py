@@ -123,14 +123,22 @@ class GpuLeases:
             self._deleted.add(lease)
 
     def _ours_seen(self) -> list[Obj]:
-        if self.watched is None:
-            return []
         return [
             lease
-            for lease in self.watched.items()
-            if (lease["metadata"].get("labels") or {}).get(NODE_LABEL) == _label(self.node)
-            and lease["metadata"].get("namespace") == self.namespace
+            for lease in _of_node(self.watched, self.node)
+            if lease["metadata"].get("namespace") == self.namespace
         ]
+
+
+def _of_node(watched: Cache | None, node: str) -> list[Obj]:
+    """The GPU leases of `node`'s broker as the lease watch shows them."""
+    if watched is None:
+        return []
+    return [
+        lease
+        for lease in watched.items()
+        if (lease["metadata"].get("labels") or {}).get(NODE_LABEL) == _label(node)
+    ]
 
 
 def live(client: KubeClient, watched: Cache | None, node: str, now: float) -> bool:
@@ -138,11 +146,7 @@ def live(client: KubeClient, watched: Cache | None, node: str, now: float) -> bo
     without one, a LIST of that node's leases)."""
     selector = f"{leases.MANAGED_BY},{NODE_LABEL}={_label(node)}"
     if watched is not None:
-        found = [
-            lease
-            for lease in watched.items()
-            if (lease["metadata"].get("labels") or {}).get(NODE_LABEL) == _label(node)
-        ]
+        found = _of_node(watched, node)
     else:
         found = list(client.list_objects("leases", labels=selector).get("items") or [])
     return any(leases.holder(lease)[0] == node and leases.holder(lease)[1] > now for lease in found)

@@ -88,18 +88,21 @@ def _pods(client: KubeClient, ref: Ref, workload: Obj, node: str) -> tuple[list[
     return here, len(live) - len(here)
 
 
-def _released_by(workload: Obj) -> tuple[str, str, float] | None:
-    """(node, job, when) of the release its annotations record, if any."""
-    notes = workload["metadata"].get("annotations") or {}
-    by = str(notes.get(RELEASED_BY) or "")
+def released_by(workload: Obj) -> tuple[str, str] | None:
+    """(node, job) of the release its annotations record, if any."""
+    by = str((workload["metadata"].get("annotations") or {}).get(RELEASED_BY) or "")
     if not by:
         return None
-    node, _, job = by.partition("/")
+    return by.split("/", 1)[0], by.split("/", 1)[-1]
+
+
+def _released_at(workload: Obj) -> float:
+    """When its annotations say it was released (epoch seconds; unreadable: as old as can be)."""
+    notes = workload["metadata"].get("annotations") or {}
     try:
-        at = datetime.strptime(str(notes.get(RELEASED_AT)), _AT).replace(tzinfo=UTC).timestamp()
+        return datetime.strptime(str(notes.get(RELEASED_AT)), _AT).replace(tzinfo=UTC).timestamp()
     except ValueError:
-        at = 0.0  # unreadable: as old as can be
-    return node, job, at
+        return 0.0
 
 
 def release(
@@ -187,11 +190,11 @@ def _claimable(
 ) -> str | None:
     """Raises Refused while another node's broker holds it; returns the node whose lapsed
     release this one takes over (None: nobody's, or ours already)."""
-    by = _released_by(workload)
+    by = released_by(workload)
     if by is None or by[0] == node:
         return None
-    other, job, at = by
-    if not gpulease.lapsed(client, watched, other, at, time.time()):
+    other, job = by
+    if not gpulease.lapsed(client, watched, other, _released_at(workload), time.time()):
         raise Refused(
             f"{ref}: released by node {other} for job {job}, whose broker holds its GPU lease "
             "and restores it; two brokers never act on one workload at once"
@@ -215,7 +218,7 @@ def restore(
     broker's, which leaves a workload another node took over to that node's broker."""
     workload = (read() if read is not None else None) or client.get_workload(ref)
     notes = workload["metadata"].get("annotations") or {}
-    by = _released_by(workload)
+    by = released_by(workload)
     if node is not None and by is not None and by[0] != node:
         if replicas is None:  # another node's release, and ours wrote nothing: not ours to undo
             return int((workload.get("spec") or {}).get("replicas") or 0)
@@ -264,8 +267,8 @@ def released_here(client: KubeClient, node: str) -> list[tuple[Ref, str, int]]:
     for kind in ("Deployment", "StatefulSet"):
         for w in client.list_workloads(kind):
             notes = w["metadata"].get("annotations") or {}
-            by = str(notes.get(RELEASED_BY, ""))
-            if by.split("/", 1)[0] == node and RESTORE_REPLICAS in notes:
+            by = released_by(w)
+            if by is not None and by[0] == node and RESTORE_REPLICAS in notes:
                 ref = Ref(kind, w["metadata"]["namespace"], w["metadata"]["name"])
-                found.append((ref, by.split("/", 1)[-1], int(notes[RESTORE_REPLICAS])))
+                found.append((ref, by[1], int(notes[RESTORE_REPLICAS])))
     return found
